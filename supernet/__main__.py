@@ -1,0 +1,5 @@
+import sys
+
+from supernet.cli import main
+
+sys.exit(main())
