@@ -4,12 +4,16 @@ Tests run on CPU with 2 cores in CI; most of their time would go to XLA optimizi
 graphs, so optimizations are off (results are the same, compiles are several times faster).
 """
 
+import tempfile
 from pathlib import Path
 
 import jax
 
 jax.config.update("jax_platforms", "cpu")
 jax.config.update("jax_disable_most_optimizations", True)
+# Many tests build the same tiny supernet: compile each program once per machine, not per test.
+jax.config.update("jax_compilation_cache_dir", str(Path(tempfile.gettempdir()) / "hwnas-test-jax-cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 # Tests may read the real public data beside the checkout; the package never does.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

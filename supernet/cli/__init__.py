@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from supernet.cli import spaces_cmd
+from supernet.cli import derive_cmd, profile_cmd, spaces_cmd, train_cmd
 from supernet.cli.common import CLIError
 
 
@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see '{self.prog} --help')")
 
 
-COMMANDS = (spaces_cmd,)
+COMMANDS = (spaces_cmd, profile_cmd, train_cmd, derive_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except CLIError as e:
         print(f"hwnas: error: {e}", file=sys.stderr)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
         if os.environ.get("HWNAS_DEBUG"):
             raise
         # Library errors carry a message naming what and where; show it without a traceback.

@@ -87,6 +87,11 @@ FBNET_PRESETS = {
     "fashion_mnist": FBNetConfig(
         channels=(16, 24, 32, 48, 64, 96, 128), input_size=28, in_channels=1, head_channels=256
     ),
+    # Three layers: the smallest supernet with a shape-keeping and a strided layer (trainer tests).
+    "micro": FBNetConfig(
+        channels=(8, 16), layers=(1, 2), strides=(1, 2), stem_channels=8, head_channels=16,
+        input_size=16, in_channels=1, num_classes=10,
+    ),
     # A few-second supernet for tests and smoke runs.
     "tiny": FBNetConfig(
         channels=(8, 8, 16, 16), layers=(1, 2, 2, 1), strides=(1, 2, 2, 1),

@@ -1,0 +1,45 @@
+"""`hwnas derive --workdir DIR`: the architecture a supernet run selects, with its costs."""
+
+from __future__ import annotations
+
+from supernet.cli.common import print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("derive", help="print the derived architecture of a supernet run with its costs")
+    p.add_argument("--workdir", required=True, help="a supernet training workdir")
+    p.add_argument("--samples", type=int, default=0,
+                   help="pick the likeliest of N sampled architectures instead of the argmax")
+    p.add_argument("--lut", action="append", default=[], metavar="FILE",
+                   help="also cost the architecture with this lookup table (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from costs.analytic import analytic_costs
+    from costs.lut import LatencyTable
+    from supernet.derive import derived_arch, load_supernet
+
+    run_, _, _ = load_supernet(args.workdir)
+    space = run_.space
+    arch = derived_arch(args.workdir, samples=args.samples)
+    analytic = analytic_costs(space, arch)
+    tables = list(run_.hardware.tables) + [LatencyTable.load(path, space) for path in args.lut]
+    payload = {
+        "arch": space.to_public(arch), "arch_str": space.describe(arch),
+        "analytic": {field: float(getattr(analytic, field)[0]) for field in analytic._fields},
+        "lut": [{"device": t.device.get("name"), "metric": t.metric, "unit": t.unit, "cost": float(t.cost(arch))}
+                for t in tables],
+    }
+    if args.json:
+        print_json(payload)
+        return 0
+    print(f"arch: {payload['arch']}")
+    print(f"      {payload['arch_str']}")
+    a = payload["analytic"]
+    print(f"MACs {a['macs'] / 1e6:.3f} M, params {a['params'] / 1e6:.4f} M, "
+          f"peak activation {a['peak_activation_bytes'] / 1024:.1f} KiB")
+    for entry in payload["lut"]:
+        print(f"{entry['metric']} on {entry['device']}: {entry['cost']:.4f} {entry['unit']}")
+    return 0

@@ -1,0 +1,165 @@
+"""`hwnas profile`: build a latency lookup table by timing every candidate on this JAX backend.
+
+    hwnas profile --space fbnet --config cifar --out lut.json --validate 20
+
+The table is written with `LatencyTable.save`; `--validate N` then times N random whole
+subnets and shows how well the table's sums predict and rank them, because a LUT that
+ranks subnets wrongly would steer a search wrongly without any visible error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+from supernet.cli.common import CLIError, print_json, print_table
+from supernet.spaces import SPACE_NAMES
+
+PROFILABLE = ("fbnet",)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("profile", help="time every candidate block on this JAX backend and write a latency table")
+    p.add_argument("--space", default="fbnet", help=f"search space to profile ({', '.join(PROFILABLE)}; default fbnet)")
+    p.add_argument("--config", default="cifar", metavar="PRESET_OR_JSON",
+                   help="macro-architecture: a preset name (default cifar) or a JSON file of FBNetConfig fields")
+    p.add_argument("--out", required=True, metavar="PATH", help="where to write the lookup table (JSON)")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size to time at (default 1)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per block (default 50)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs per block after compiling (default 10)")
+    p.add_argument("--device-name", default=None, help="name stored in the table (default: backend and host)")
+    p.add_argument("--validate", type=int, default=0, metavar="N",
+                   help="also time N random whole subnets and compare them with the table")
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation subnets")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(run=run)
+
+
+def resolve_config(value: str):
+    """An `FBNetConfig` from a preset name or a JSON file of its fields (lists become tuples)."""
+    from supernet.spaces.fbnet import FBNET_PRESETS, FBNetConfig
+
+    if value in FBNET_PRESETS:
+        return FBNET_PRESETS[value]
+    path = Path(value)
+    if not path.is_file():
+        raise CLIError(f"--config {value!r} is neither a preset ({', '.join(FBNET_PRESETS)}) nor a JSON file")
+    try:
+        fields = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CLIError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(fields, dict):
+        raise CLIError(f"{path}: expected a JSON object of FBNetConfig fields, got {type(fields).__name__}")
+    known = {f.name: f for f in dataclasses.fields(FBNetConfig)}
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise CLIError(f"{path}: unknown FBNetConfig field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    defaults = FBNetConfig()
+    values = {}
+    for name, raw in fields.items():
+        want_tuple = isinstance(getattr(defaults, name), tuple)
+        items = raw if want_tuple and isinstance(raw, list) else [raw]
+        if (want_tuple and not isinstance(raw, list)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in items):
+            kind = "a list of integers" if want_tuple else "an integer"
+            raise CLIError(f"{path}: field {name!r} must be {kind}, got {raw!r}")
+        values[name] = tuple(raw) if want_tuple else raw
+    try:
+        return FBNetConfig(**values)
+    except ValueError as e:
+        raise CLIError(f"{path}: {e}") from None
+
+
+def _check_args(args) -> None:
+    if args.space not in PROFILABLE:
+        if args.space in SPACE_NAMES:
+            raise CLIError(f"space {args.space!r} cannot be profiled yet; profilable spaces: {', '.join(PROFILABLE)}")
+        raise CLIError(f"unknown search space {args.space!r}; profilable spaces: {', '.join(PROFILABLE)}")
+    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--repeats", args.repeats, 1),
+                             ("--warmup", args.warmup, 0), ("--validate", args.validate, 0)):
+        if value is not None and value < low:
+            raise CLIError(f"{flag} must be >= {low}, got {value}")
+
+
+def _progress_bar(desc: str):
+    """A tqdm bar on stderr (silent when stderr is not a terminal) and its update callback."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc=desc, file=sys.stderr, disable=None, leave=False, unit="prog")
+
+    def update(done: int, total: int, label: str) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.set_postfix_str(label, refresh=True)
+
+    return bar, update
+
+
+def _finite_or_none(value: float):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def run(args) -> int:
+    _check_args(args)
+    config = resolve_config(args.config)
+
+    import jax
+
+    from supernet import profile
+    from supernet.spaces.fbnet import FBNetSpace
+
+    space = FBNetSpace(config)
+    timing = dict(warmup=profile.DEFAULT_WARMUP if args.warmup is None else args.warmup,
+                  repeats=profile.DEFAULT_REPEATS if args.repeats is None else args.repeats)
+    bar, update = _progress_bar("profiling")
+    try:
+        table = profile.profile_fbnet(space, batch_size=args.batch_size, device_name=args.device_name,
+                                      progress=update, **timing)
+    finally:
+        bar.close()
+    path = table.save(args.out)
+
+    validation = None
+    if args.validate:
+        bar, update = _progress_bar("validating")
+        try:
+            validation = profile.validate_table(table, space, args.validate, key=jax.random.key(args.seed),
+                                                batch_size=args.batch_size, progress=update, **timing)
+        finally:
+            bar.close()
+
+    if args.json:
+        summary = None if validation is None else {
+            k: _finite_or_none(float(v)) if isinstance(v, float) else v
+            for k, v in validation.summary._asdict().items()
+        }
+        print_json({
+            "lut": str(path), "space": space.name, "config": args.config,
+            "fingerprint": space.fingerprint(), "device": table.device,
+            "fixed_ms": table.fixed, "min_ms": table.min_cost, "max_ms": table.max_cost,
+            "summary": summary,
+            "rows": [] if validation is None else [r._asdict() for r in validation.rows],
+        })
+        return 0
+
+    dev = table.device
+    print(f"wrote {path}: {space.name} ({args.config}), {len(table.decisions)} layers x "
+          f"{table.table.shape[1]} candidates on {dev['name']} ({dev['backend']}, batch {dev['batch_size']}), "
+          f"profiled in {dev['profile_seconds']:.0f} s")
+    print(f"fixed (stem + head + one dispatch) {table.fixed:.4g} ms; subnets range "
+          f"{table.min_cost:.4g}..{table.max_cost:.4g} ms; dispatch overhead "
+          f"{dev['dispatch_overhead_ms'] * 1e3:.0f} us per call ({dev['overhead_correction']})")
+    if validation is not None:
+        print()
+        print_table(["#", "arch", "LUT ms", "measured ms", "error %"], [
+            [i, ",".join(map(str, r.arch)), r.predicted_ms, r.measured_ms, f"{r.error_pct:+.1f}"]
+            for i, r in enumerate(validation.rows)
+        ])
+        s = validation.summary
+        print(f"\n{s.n} subnets: MAPE {s.mape_pct:.1f}%, max error {s.max_error_pct:.1f}%, "
+              f"bias {s.bias_pct:+.1f}%, Kendall tau {s.kendall_tau:.3f}")
+    return 0
