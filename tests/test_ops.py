@@ -34,7 +34,7 @@ def _reference(x, w, s):
     )
 
 
-def _close(actual, desired, rel):
+def assert_close(actual, desired, rel):
     """Agreement relative to the largest entry (sums of many terms cancel entrywise)."""
     desired = np.asarray(desired)
     scale = float(np.max(np.abs(desired))) or 1.0
@@ -69,8 +69,8 @@ def test_shift_equals_xla_grouped_conv_values_and_gradients(k, s, hw):
     (want_y, want_dx, want_dw), (got_y, got_dx, got_dw) = both(x, w, g)
     assert got_y.shape == out_shape == want_y.shape
     np.testing.assert_allclose(got_y, want_y, rtol=1e-5, atol=1e-5)
-    _close(got_dx, want_dx, 1e-4)
-    _close(got_dw, want_dw, 1e-4)
+    assert_close(got_dx, want_dx, 1e-4)
+    assert_close(got_dw, want_dw, 1e-4)
 
 
 def test_xla_impl_is_the_reference():
@@ -113,7 +113,7 @@ def test_every_kernel_gradient_formulation_equals_xla(k, s, hw, methods, monkeyp
     out = grads(x, w, g)
     for m in methods:
         for a, b in zip(out[m], out["xla"]):
-            _close(a, b, 1e-4)
+            assert_close(a, b, 1e-4)
 
 
 def test_chunking_splits_the_batch_into_cache_sized_steps():
@@ -140,7 +140,7 @@ def test_second_order_reverse_mode():
         return jax.jit(jax.grad(loss))(w)
 
     fast = penalty(lambda x, w, s: ops.depthwise_conv2d(x, w, s, impl="shift"))
-    _close(fast, penalty(_reference), 1e-4)
+    assert_close(fast, penalty(_reference), 1e-4)
 
 
 # ------------------------------------------------------------------------------------ transforms
@@ -170,7 +170,7 @@ def test_inside_switch_with_traced_index_under_jit_and_grad():
         (_, y2), g2 = ref(jnp.int32(idx), x, w3, w5)
         np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-5)
         for a, b in zip(g1, g2):
-            _close(a, b, 1e-4)
+            assert_close(a, b, 1e-4)
 
 
 def test_vmap_over_a_stack_of_batches_and_kernels():
@@ -183,13 +183,13 @@ def test_vmap_over_a_stack_of_batches_and_kernels():
 
     (_, ys), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(xs, ws)
     for b in range(2):
-        _close(ys[b], _reference(xs[b], ws[b], 2), 1e-5)
+        assert_close(ys[b], _reference(xs[b], ws[b], 2), 1e-5)
     def ref_loss(xs, ws):
         return sum(jnp.sum(_reference(xs[b], ws[b], 2) ** 2) for b in range(2))
 
     ref_grads = jax.jit(jax.grad(ref_loss, argnums=(0, 1)))(xs, ws)
     for a, b in zip(grads, ref_grads):
-        _close(a, b, 1e-4)
+        assert_close(a, b, 1e-4)
 
 
 def test_under_checkpoint_and_inside_a_recomputing_custom_vjp():
@@ -221,7 +221,7 @@ def test_under_checkpoint_and_inside_a_recomputing_custom_vjp():
     for f in (jax.checkpoint(block), remat, remat):
         got = jax.jit(jax.grad(lambda x, w: jnp.sum(f(x, w) ** 2), argnums=(0, 1)))(x, w)
         for a, b in zip(got, want):
-            _close(a, b, 1e-4)
+            assert_close(a, b, 1e-4)
 
 
 def test_rejects_bad_arguments():
@@ -262,8 +262,8 @@ def test_grouped_pointwise_equals_xla_grouped_conv(groups, cin, cout):
 
     got, want, (got_dx, got_dk), (want_dx, want_dhwio) = both(x, kernel, hwio, g)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    _close(got_dx, want_dx, 1e-5)
-    _close(ops.pointwise_kernel_to_hwio(got_dk), want_dhwio, 1e-5)
+    assert_close(got_dx, want_dx, 1e-5)
+    assert_close(ops.pointwise_kernel_to_hwio(got_dk), want_dhwio, 1e-5)
 
 
 def test_grouped_pointwise_channel_order_is_group_major():
