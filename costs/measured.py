@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import itertools
 import json
 import operator
 import os
@@ -38,6 +37,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from supernet.spaces import SearchSpace, get_space
+from supernet.spaces.nasbench201 import arch_str_table
 
 LATENCY_PREFIX = "latency_ms/"
 NB201_METRICS = ("train_accuracy", "valid_accuracy", "test_accuracy", "train_time_s")
@@ -400,7 +400,7 @@ def _parse_arch_strs(space: SearchSpace, table: _Table) -> np.ndarray:
     about 10x faster than `from_public`); anything else goes through `from_public`, which
     either accepts it or explains what is wrong.
     """
-    known = _nb201_arch_table(tuple(d.choices for d in space.decisions))
+    known = arch_str_table()
     out = np.empty((len(table), space.num_decisions), np.int32)
     for r, text in enumerate(table.column("arch_str")):
         text = text.strip()
@@ -412,20 +412,6 @@ def _parse_arch_strs(space: SearchSpace, table: _Table) -> np.ndarray:
                 raise MeasuredDataError(table.path, str(err), table.lines[r], "arch_str") from None
         out[r] = vec
     return out
-
-
-_NB201_TABLES: dict[tuple, dict[str, tuple[int, ...]]] = {}
-
-
-def _nb201_arch_table(choices: tuple[tuple[str, ...], ...]) -> dict[str, tuple[int, ...]]:
-    """Canonical `arch_str` -> choice vector for every cell (built once per op set)."""
-    if choices not in _NB201_TABLES:
-        table = {}
-        for vec in itertools.product(*(range(len(c)) for c in choices)):
-            ops = [c[i] for c, i in zip(choices, vec)]
-            table["|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|".format(*ops)] = vec
-        _NB201_TABLES[choices] = table
-    return _NB201_TABLES[choices]
 
 
 def _check_nb201_index(space: SearchSpace, table: _Table, index: np.ndarray, archs: np.ndarray) -> None:

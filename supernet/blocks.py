@@ -17,7 +17,7 @@ from flax import nnx
 
 from supernet import ops
 from supernet.layers import BatchNorm, Dense, HostInit
-from supernet.spaces.fbnet import Candidate, LayerSpec
+from supernet.spaces.fbnet import Candidate, FBNetConfig, LayerSpec
 
 BN_MOMENTUM = 0.9  # running averages follow the short runs NAS uses; Flax's 0.99 lags
 
@@ -132,3 +132,10 @@ class Head(nnx.Module):
     def __call__(self, x, train: bool):
         y = jax.nn.relu(self.bn(self.conv(x), train))
         return self.classifier(jnp.mean(y, axis=(1, 2)))
+
+
+def stem_and_head(config: FBNetConfig, init: HostInit) -> tuple[ConvBNReLU, Head]:
+    """The fixed layers around the searchable ones (shared by supernet and subnet)."""
+    stem = ConvBNReLU(config.in_channels, config.stem_channels, 3, init, stride=config.stem_stride)
+    last = config.channels[-1] if sum(config.layers) else config.stem_channels
+    return stem, Head(last, config.head_channels, config.num_classes, init)

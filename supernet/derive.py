@@ -22,23 +22,19 @@ def load_supernet(workdir: str | Path):
     return run, state, model
 
 
-def derived_arch(workdir: str | Path, samples: int = 0, seed: int = 0) -> np.ndarray:
+def derived_arch(run, state, samples: int = 0, seed: int = 0) -> np.ndarray:
     """The architecture a supernet run selects: argmax of alpha, or the likeliest of `samples`."""
     from supernet.methods import derive
 
-    run, state, _ = load_supernet(workdir)
     if run.method.name == "uniform":
-        raise ValueError(f"{workdir} was trained with uniform sampling, which has no architecture "
-                         f"distribution to derive from: search it instead")
+        raise ValueError("this supernet was trained with uniform sampling, which has no architecture "
+                         "distribution to derive from: search it instead")
     return np.asarray(derive(state.arch.alpha, samples=samples, key=jax.random.key(seed)))
 
 
 def load_subnet(workdir: str | Path, arch=None) -> tuple[FBNetSubnet, tuple[int, ...]]:
     """The subnet `arch` (public list of ints; default: the derived one) with inherited weights."""
     run, state, model = load_supernet(workdir)
-    if arch is None:
-        arch = derived_arch(workdir)
-    else:
-        arch = run.space.from_public(list(arch))
+    arch = derived_arch(run, state) if arch is None else run.space.from_public(list(arch))
     subnet = extract_subnet(model, arch)
     return subnet, subnet.arch

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from flax import nnx
 
-from supernet.blocks import ConvBNReLU, Head
+from supernet.blocks import stem_and_head
 from supernet.layers import HostInit
 from supernet.mixed import MixedLayer
 from supernet.spaces.fbnet import CANDIDATES, FBNetConfig, FBNetSpace
@@ -26,10 +26,8 @@ class FBNetSupernet(nnx.Module):
         self.config = config  # a frozen dataclass: hashable, part of the graph definition
         space = FBNetSpace(config)
         init = HostInit(seed)
-        self.stem = ConvBNReLU(config.in_channels, config.stem_channels, 3, init, stride=config.stem_stride)
+        self.stem, self.head = stem_and_head(config, init)
         self.layers = nnx.List([MixedLayer(spec, init) for spec in space.layer_specs()])
-        last = config.channels[-1] if space.layer_specs() else config.stem_channels
-        self.head = Head(last, config.head_channels, config.num_classes, init)
 
     @property
     def num_layers(self) -> int:

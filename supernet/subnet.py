@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from supernet.blocks import ConvBNReLU, Head, make_candidate
+from supernet.blocks import make_candidate, stem_and_head
 from supernet.layers import HostInit
 from supernet.fbnet_supernet import FBNetSupernet
 from supernet.spaces.fbnet import CANDIDATES, FBNetConfig, FBNetSpace
@@ -28,11 +28,9 @@ class FBNetSubnet(nnx.Module):
         self.config = config
         self.arch = tuple(int(a) for a in arch)  # static: this model *is* one architecture
         init = HostInit(seed)
-        self.stem = ConvBNReLU(config.in_channels, config.stem_channels, 3, init, stride=config.stem_stride)
+        self.stem, self.head = stem_and_head(config, init)
         self.layers = nnx.List([make_candidate(spec, CANDIDATES[a], init)
                                 for spec, a in zip(space.layer_specs(), self.arch)])
-        last = config.channels[-1] if self.layers else config.stem_channels
-        self.head = Head(last, config.head_channels, config.num_classes, init)
 
     def __call__(self, x, train: bool = False):
         y = self.stem(x, train)

@@ -42,6 +42,9 @@ from supernet.methods import (ArchState, Method, accuracy, cross_entropy, derive
 from supernet.spaces import FBNetSpace, get_space
 
 
+DERIVE_STREAM = 2**31 - 1  # fold_in tag of the derivation draw: never a step number
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -405,7 +408,7 @@ def _progress(enabled: bool, start: int, total: int):
 # ----------------------------------------------------------------------------- results
 def derive_arch(run: Run, state: TrainState) -> np.ndarray:
     samples = int(run.config.get("eval", {}).get("derive_samples", 0))
-    key = jax.random.fold_in(jax.random.key(int(run.config["seed"])), -1 % (2**31))
+    key = jax.random.fold_in(jax.random.key(int(run.config["seed"])), DERIVE_STREAM)
     return np.asarray(derive(state.arch.alpha, samples=samples, key=key))
 
 

@@ -21,9 +21,9 @@ def run(args) -> int:
     from costs.lut import LatencyTable
     from supernet.derive import derived_arch, load_supernet
 
-    run_, _, _ = load_supernet(args.workdir)
+    run_, state, _ = load_supernet(args.workdir)
     space = run_.space
-    arch = derived_arch(args.workdir, samples=args.samples)
+    arch = derived_arch(run_, state, samples=args.samples)
     analytic = analytic_costs(space, arch)
     tables = list(run_.hardware.tables) + [LatencyTable.load(path, space) for path in args.lut]
     payload = {

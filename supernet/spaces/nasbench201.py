@@ -15,6 +15,7 @@ test checks all 15,625 rows of the public CSV.
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 import re
 
@@ -42,6 +43,20 @@ def _index_tables() -> tuple[np.ndarray, np.ndarray]:
     return index_to_code, code_to_index
 
 
+def format_arch_str(ops) -> str:
+    """The public string of a cell given its 6 edge op names, in `EDGES` order."""
+    return "|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|".format(*ops)
+
+
+@functools.cache
+def arch_str_table() -> dict[str, tuple[int, ...]]:
+    """Every cell's `arch_str` -> choice vector: a dict lookup parses large files fast."""
+    table = {}
+    for vec in itertools.product(range(len(OPS)), repeat=len(EDGES)):
+        table[format_arch_str([OPS[i] for i in vec])] = vec
+    return table
+
+
 _WEIGHTS = np.array([len(OPS) ** (len(EDGES) - 1 - i) for i in range(len(EDGES))], np.int64)
 
 
@@ -61,8 +76,7 @@ class NASBench201Space(SearchSpace):
         arch = self.validate(arch)
         if arch.ndim != 1:
             raise ValueError(f"{self.name}: to_public takes one architecture, got shape {arch.shape}")
-        ops = [OPS[i] for i in arch]
-        return "|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|".format(*ops)
+        return format_arch_str([OPS[i] for i in arch])
 
     def from_public(self, record: str) -> np.ndarray:
         if not isinstance(record, str):
