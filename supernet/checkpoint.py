@@ -9,11 +9,22 @@ saving leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+
+class _QuietWaits(logging.Filter):
+    """Orbax warns whenever a save waits for the previous one; ours wait on purpose (`save`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Waiting for previous save")
+
+
+logging.getLogger("absl").addFilter(_QuietWaits())
 
 
 class Checkpointer:

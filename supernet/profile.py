@@ -310,6 +310,19 @@ def measure_subnet(config: FBNetConfig, arch, *, batch_size: int = 1, warmup: in
     return measure_latency(_subnet_forward(config, arch, seed), x, warmup=warmup, repeats=repeats)
 
 
+def measure_subnets(config: FBNetConfig, archs, *, batch_size: int = 1, warmup: int = DEFAULT_WARMUP,
+                    repeats: int = DEFAULT_REPEATS, rounds: int = DEFAULT_ROUNDS, seed: int = 0) -> list[Timing]:
+    """`measure_subnet` for several architectures, timed in interleaved rounds.
+
+    Comparing subnets is what a search result is judged by, so they share the machine's
+    conditions (`measure_interleaved`) instead of each getting its own quiet or busy minute.
+    """
+    x = _subnet_input(config, batch_size, seed)
+    programs = [(_subnet_forward(config, arch, seed), x) for arch in archs]
+    compile_all([fn.lower(x) for fn, _ in programs])
+    return measure_interleaved(programs, warmup=warmup, repeats=repeats, rounds=rounds)
+
+
 # ---------------------------------------------------------------------------- profiling
 def default_device_name() -> str:
     """`<backend>-<device kind>` for accelerators; CPUs all report kind "cpu", so use the host."""

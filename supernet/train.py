@@ -19,11 +19,15 @@ architecture parameters later compare candidates that have all been trained.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import hashlib
 import json
+import os
+import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +44,7 @@ from supernet.fbnet_supernet import FBNetSupernet
 from supernet.methods import (ArchState, Method, accuracy, cross_entropy, derive, entropy, get_method,
                               init_arch_state)
 from supernet.spaces import FBNetSpace, get_space
+from supernet.subnet import FBNetSubnet
 
 
 DERIVE_STREAM = 2**31 - 1  # fold_in tag of the derivation draw: never a step number
@@ -78,14 +83,64 @@ class Run:
     arch_steps: bool
     model_kind: str  # "supernet" | "subnet"
     subnet_arch: tuple[int, ...] | None = None
-    _steps: dict | None = None
+    _program: "_Program | None" = None
+
+    @property
+    def program(self) -> "_Program":
+        """The jitted step functions, shared by every run of this process with the same program.
+
+        Runs that differ only in hardware weights and targets, checkpointing or logging (the
+        demo's several latency targets, a sweep over lambda) reuse the compiled steps: XLA
+        compilation of a supernet step costs far more than running it on CPU.
+        """
+        if self._program is None:
+            key = program_key(self)
+            if key not in _PROGRAMS:
+                if len(_PROGRAMS) >= _MAX_PROGRAMS:
+                    _PROGRAMS.pop(next(iter(_PROGRAMS)))  # oldest first
+                _PROGRAMS[key] = _Program(make_steps(self))
+            self._program = _PROGRAMS[key]
+        return self._program
 
     @property
     def steps(self) -> dict[str, Callable]:
-        """The jitted step functions, built once per run (so each compiles once)."""
-        if self._steps is None:
-            self._steps = make_steps(self)
-        return self._steps
+        return self.program.steps
+
+    def step_fn(self, name: str) -> Callable:
+        """The loop's step `name`: its ahead-of-time executable (`compile_ahead`), else the jit."""
+        return self.program.compiled.get(self.program.canonical(name)) or self.steps[name]
+
+
+@dataclasses.dataclass
+class _Program:
+    steps: dict[str, Callable]
+    compiled: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def canonical(self, name: str) -> str:
+        """Warm-up shares the weight step's program for single-path methods and subnets."""
+        return "weights" if name == "warmup" and self.steps["warmup"] is self.steps["weights"] else name
+
+
+_PROGRAMS: dict[str, _Program] = {}
+_MAX_PROGRAMS = 8
+
+
+def program_key(run: Run) -> str:
+    """What the step functions depend on: the config minus what is traced or host-side only.
+
+    Hardware weights and targets enter the steps as traced arrays, tables by their contents
+    (not their file names); checkpoint, log and eval settings never reach a step.
+    """
+    config = json.loads(dumps(run.config))
+    for section in ("checkpoint", "log", "eval"):
+        config.pop(section, None)
+    for term in config.get("hardware", {}).get("terms", []):
+        for field in ("lut", "weight", "target"):
+            term.pop(field, None)
+    config.get("subnet", {}).pop("from", None)  # the weights come in through the state
+    tables = [t.to_json() for t in run.hardware.tables]
+    payload = [config, tables, run.steps_per_epoch, run.total_steps, run.warmup_steps, run.subnet_arch]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- building
@@ -103,11 +158,7 @@ def build(config: dict, datasets: tuple | None = None) -> tuple[Run, TrainState]
         method = get_method(config["method"]["name"], **config["method"].get("options", {}))
         subnet_arch = None
     elif kind == "subnet":
-        from supernet.derive import load_subnet  # the subnet comes from a trained supernet
-
-        model, subnet_arch = load_subnet(config["subnet"]["from"], config["subnet"].get("arch"))
-        if model.config != space.macro:
-            raise ConfigError("subnet.from was trained on another space config than space.preset")
+        model, subnet_arch = _subnet_model(config.get("subnet") or {}, space, seed)
         method = get_method("fixed")
     else:
         raise ConfigError(f"config 'kind' must be 'supernet' or 'subnet', got {kind!r}")
@@ -132,6 +183,21 @@ def build(config: dict, datasets: tuple | None = None) -> tuple[Run, TrainState]
     run = Run(config, space, graphdef, method, hardware, tx_weights, tx_arch, train, val, test,
               steps_per_epoch, total_steps, warmup_steps, arch_steps, kind, subnet_arch)
     return run, state
+
+
+def _subnet_model(cfg: dict, space: FBNetSpace, seed: int):
+    """A standalone subnet: inherited from a trained supernet (`subnet.from`), else from scratch."""
+    if cfg.get("from"):
+        from supernet.derive import load_subnet  # the subnet comes from a trained supernet
+
+        model, arch = load_subnet(cfg["from"], cfg.get("arch"))
+        if model.config != space.macro:
+            raise ConfigError("subnet.from was trained on another space config than space.preset")
+        return model, arch
+    if cfg.get("arch") is None:
+        raise ConfigError("a subnet run needs subnet.from (a supernet workdir) or subnet.arch (to train from scratch)")
+    arch = tuple(int(a) for a in space.from_public(list(cfg["arch"])))
+    return FBNetSubnet(space.macro, arch, seed), arch
 
 
 def load_data(cfg: dict, seed: int, input_size: int):
@@ -287,6 +353,51 @@ def make_steps(run: Run) -> dict[str, Callable]:
     return steps
 
 
+def compile_ahead(runs: Sequence[tuple[Run, TrainState]], stop_after: int | None = None) -> None:
+    """Compile the step functions the loops of `runs` will call, all at once, a thread per core.
+
+    Tracing and lowering hold the GIL, XLA's compiler does not, and on CPU compiling is most
+    of a short run: for the demo space the weight and architecture steps take about 1.5 and
+    2 minutes each on 2 cores, one after the other when the loop meets them. Compiled here
+    side by side, the wait is the longer of the two. Shapes come from the runs' configs
+    (batch size, image size) and states; the executables are kept with the run's program, so
+    runs sharing it (`Run.program`) share them too.
+    """
+    jobs: dict[tuple[int, str], tuple[_Program, str, Any]] = {}
+    for run, state in runs:
+        program = run.program
+        for name, args in _loop_signatures(run, state, stop_after):
+            name = program.canonical(name)
+            if name not in program.compiled and (id(program), name) not in jobs:
+                jobs[id(program), name] = (program, name, run.steps[name].lower(*args))
+    if not jobs:
+        return
+    with concurrent.futures.ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+        done = pool.map(lambda job: job[2].compile(), jobs.values())
+        for (program, name, _), executable in zip(jobs.values(), done):
+            program.compiled[name] = executable
+
+
+def _loop_signatures(run: Run, state: TrainState, stop_after: int | None = None) -> list[tuple[str, tuple]]:
+    """(step name, abstract arguments) of every step the loop runs from `state.step` on."""
+    start = int(state.step)
+    end = run.total_steps if stop_after is None else min(run.total_steps, start + int(stop_after))
+    if start >= end:
+        return []
+    shape = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype)  # noqa: E731  (arrays: jax or numpy)
+    abstract_state = jax.tree.map(shape, state)
+    batch = jax.tree.map(shape, _batch_at(run.train, int(run.config["data"]["batch_size"]), 0, 0, 0))
+    step, flag = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.bool_)
+    signatures = []
+    searching = run.arch_steps and end > run.warmup_steps
+    if start < run.warmup_steps or not run.arch_steps:
+        signatures.append(("warmup", (abstract_state, batch, step, flag)))
+    if searching:
+        signatures.append(("weights", (abstract_state, batch, step, flag)))
+        signatures.append(("arch", (abstract_state, batch, step, *map(shape, hardware_arrays(run)))))
+    return signatures
+
+
 def hardware_arrays(run: Run) -> tuple[jax.Array, jax.Array]:
     return (jnp.asarray(run.hardware.weights, jnp.float32), jnp.asarray(run.hardware.targets, jnp.float32))
 
@@ -317,6 +428,7 @@ def train(config: dict, workdir: str | Path, *, datasets: tuple | None = None, s
             state = ckpt.restore(state)
         else:
             ckpt.save(0, state)  # a loadable checkpoint exists from the first moment
+        compile_ahead([(run, state)], stop_after)
         state = _loop(run, state, ckpt, workdir, stop_after, progress)
     finally:
         ckpt.close()
@@ -328,7 +440,6 @@ def train(config: dict, workdir: str | Path, *, datasets: tuple | None = None, s
 
 
 def _loop(run: Run, state: TrainState, ckpt: Checkpointer, workdir: Path, stop_after, progress) -> TrainState:
-    steps = run.steps
     cfg, seed = run.config, int(run.config["seed"])
     batch_size = int(cfg["data"]["batch_size"])
     every_ckpt = int(cfg["checkpoint"]["every_steps"])
@@ -345,12 +456,12 @@ def _loop(run: Run, state: TrainState, ckpt: Checkpointer, workdir: Path, stop_a
             epoch, index = divmod(step, run.steps_per_epoch)
             batch = _batch_at(run.train, batch_size, seed, epoch, index)
             warm = step < run.warmup_steps or not run.arch_steps
-            state, metrics = steps["warmup" if warm else "weights"](state, batch, jnp.int32(step), jnp.bool_(warm))
+            state, metrics = run.step_fn("warmup" if warm else "weights")(state, batch, jnp.int32(step), jnp.bool_(warm))
             if not warm and (step - run.warmup_steps) % arch_every == 0:
                 k = (step - run.warmup_steps) // arch_every
                 val_epoch, val_index = divmod(k, val_per_epoch)
                 val_batch = _batch_at(run.val, batch_size, seed + 1, val_epoch, val_index)
-                state, arch_metrics = steps["arch"](state, val_batch, jnp.int32(step), *hw)
+                state, arch_metrics = run.step_fn("arch")(state, val_batch, jnp.int32(step), *hw)
                 metrics = {**metrics, **arch_metrics}
             _check_finite(metrics, step, epoch, ckpt, last_saved)
             done = step + 1
@@ -359,7 +470,7 @@ def _loop(run: Run, state: TrainState, ckpt: Checkpointer, workdir: Path, stop_a
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.2f}")
-            if done % every_ckpt == 0 or done == run.total_steps:
+            if done % every_ckpt == 0 or done == end:  # `end`: a stopped call resumes where it stopped
                 ckpt.save(done, state)
                 last_saved = done
             bar.update(1)
@@ -478,3 +589,49 @@ def load_state(workdir: str | Path) -> tuple[Run, TrainState]:
     finally:
         ckpt.close()
     return run, state
+
+
+def fork(source: str | Path, workdir: str | Path, config: dict, *, datasets: tuple | None = None) -> int:
+    """Start the run of `config` in `workdir` from `source`'s latest checkpoint, if it is shared.
+
+    Runs that differ only in hardware weights and targets are the same run until the end of
+    warm-up (architecture steps are the only place the hardware term enters), so a search
+    under several latency targets trains the warm-up once and forks it. The fork is refused
+    unless the configs differ in nothing else and the checkpoint is within warm-up; resuming
+    the fork then ends exactly where an independent run of `config` would. Returns the step.
+    """
+    source, workdir = Path(source), Path(workdir)
+    saved = source / "config.json"
+    if not saved.exists():
+        raise FileNotFoundError(f"{source} is not a training workdir (no config.json)")
+    if (workdir / "config.json").exists():
+        raise ConfigError(f"{workdir} already holds a run; fork into a new workdir")
+    base = _without_hardware_values(json.loads(saved.read_text()))
+    if base != _without_hardware_values(json.loads(dumps(config))):
+        diff = sorted(_diff_keys(base, _without_hardware_values(json.loads(dumps(config)))))
+        raise ConfigError(f"cannot fork {source}: its config differs in {', '.join(diff)}, not only in "
+                          f"hardware weights and targets")
+    ckpt = Checkpointer(source)
+    try:
+        step = ckpt.latest_step()
+    finally:
+        ckpt.close()
+    run, _ = build(config, datasets)
+    if step is None or step > run.warmup_steps:
+        raise ConfigError(f"cannot fork {source}: its latest checkpoint (step {step}) is not within the "
+                          f"{run.warmup_steps} warm-up steps that runs with other targets share")
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source / "checkpoints" / str(step), workdir / "checkpoints" / str(step))
+    metrics = source / "metrics.jsonl"
+    if metrics.exists():
+        lines = [line for line in metrics.read_text().splitlines() if json.loads(line)["step"] <= step]
+        (workdir / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+    (workdir / "config.json").write_text(dumps(config))
+    return step
+
+
+def _without_hardware_values(config: dict) -> dict:
+    for term in config.get("hardware", {}).get("terms", []):
+        term.pop("weight", None)
+        term.pop("target", None)
+    return config

@@ -4,10 +4,14 @@ Tests run on CPU with 2 cores in CI; most of their time would go to XLA optimizi
 graphs, so optimizations are off (results are the same, compiles are several times faster).
 """
 
+import os
 import tempfile
 from pathlib import Path
 
-import jax
+# Before any LAPACK loads: OpenBLAS threads would fight XLA's pool for 2 cores (searchers/bo.py).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import jax  # noqa: E402
 
 jax.config.update("jax_platforms", "cpu")
 jax.config.update("jax_disable_most_optimizations", True)

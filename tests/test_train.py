@@ -1,6 +1,7 @@
 """The trainer: every method runs, resume equals an uninterrupted run, NaN stops cleanly."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -10,7 +11,7 @@ from costs.lut import LatencyTable
 from supernet.checkpoint import Checkpointer
 from supernet.config import ConfigError, apply_overrides, load_experiment
 from supernet.spaces import get_space
-from supernet.train import TrainingDiverged, build, train
+from supernet.train import TrainingDiverged, build, fork, train
 
 SMOKE = "experiments/fbnet_search.py:smoke"
 
@@ -37,9 +38,12 @@ def _leaves(state):
 def test_resumed_run_ends_with_the_same_parameters(smoke, lut_path, tmp_path):
     config = apply_overrides(smoke, [f"hardware.terms=[{{'lut': '{lut_path}', 'weight': 1.0, 'target': 5.0}}]"])
     straight = train(config, tmp_path / "straight", progress=False)
-    first = train(config, tmp_path / "resumed", stop_after=3, progress=False)  # interrupted after step 3
+    first = train(config, tmp_path / "resumed", stop_after=3, progress=False)  # stopped after step 3
     assert int(first.state.step) == 3
-    assert Checkpointer(tmp_path / "resumed").latest_step() == 2  # checkpoints every 2 steps
+    assert Checkpointer(tmp_path / "resumed").latest_step() == 3  # a stopped call saves where it stopped
+    # A crash loses what came after the last periodic checkpoint (every 2 steps): drop step 3.
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "3")
+    assert Checkpointer(tmp_path / "resumed").latest_step() == 2
     resumed = train(config, tmp_path / "resumed", progress=False)
     assert int(resumed.state.step) == int(straight.state.step) == 4
     for a, b in zip(_leaves(straight.state), _leaves(resumed.state)):
@@ -104,3 +108,27 @@ def test_subnet_fine_tuning_starts_from_inherited_weights(smoke, tmp_path):
     assert evaluate(run, state, run.test, supernet.arch) == pytest.approx(supernet.test_accuracy)
     tuned = train(config, tmp_path / "sub", progress=False)
     assert int(tuned.state.step) == 4 and tuned.arch.tolist() == supernet.arch.tolist()
+
+
+def _with_target(config, lut_path, target):
+    return apply_overrides(config, [f"hardware.terms=[{{'lut': '{lut_path}', 'weight': 1.0, 'target': {target}}}]"])
+
+
+def test_runs_differing_only_in_target_share_compiled_steps_and_warmup(smoke, lut_path, tmp_path):
+    slow, fast = _with_target(smoke, lut_path, 5.0), _with_target(smoke, lut_path, 3.0)
+    assert build(slow)[0].steps is build(fast)[0].steps
+    assert build(apply_overrides(fast, ["optim.weights.lr=0.5"]))[0].steps is not build(fast)[0].steps
+
+    independent = train(fast, tmp_path / "independent", progress=False)
+    train(slow, tmp_path / "first", stop_after=2, progress=False)  # the 2 warm-up steps
+    assert fork(tmp_path / "first", tmp_path / "forked", fast) == 2
+    forked = train(fast, tmp_path / "forked", progress=False)
+    for a, b in zip(_leaves(independent.state), _leaves(forked.state)):
+        np.testing.assert_array_equal(a, b)
+
+    with pytest.raises(ConfigError, match=r"differs in optim\.weights\.lr, not only in hardware"):
+        fork(tmp_path / "first", tmp_path / "other", apply_overrides(fast, ["optim.weights.lr=0.5"]))
+    with pytest.raises(ConfigError, match=r"latest checkpoint \(step 4\) is not within the 2 warm-up steps"):
+        fork(tmp_path / "independent", tmp_path / "late", slow)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        fork(tmp_path / "first", tmp_path / "forked", fast)

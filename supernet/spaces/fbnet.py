@@ -92,6 +92,11 @@ FBNET_PRESETS = {
         channels=(8, 16), layers=(1, 2), strides=(1, 2), stem_channels=8, head_channels=16,
         input_size=16, in_channels=1, num_classes=10,
     ),
+    # `hwnas demo`: four searchable layers at 16x16, small enough to compile and search in minutes on 2 cores.
+    "demo": FBNetConfig(
+        channels=(8, 16, 24), layers=(1, 2, 1), strides=(1, 2, 2), stem_channels=8, head_channels=64,
+        input_size=16, in_channels=1, num_classes=10,
+    ),
     # A few-second supernet for tests and smoke runs.
     "tiny": FBNetConfig(
         channels=(8, 8, 16, 16), layers=(1, 2, 2, 1), strides=(1, 2, 2, 1),

@@ -1,0 +1,984 @@
+"""NAS-Bench-201 benchmark of the searchers: hypervolume ratio to the true front, constrained regret.
+
+Runbook:
+    .venv/bin/pip install optuna pymoo          # the peers (optional; skipped with a note if missing)
+    OPENBLAS_NUM_THREADS=1 python experiments/searchers.py --out experiments/results    # the committed run
+    python experiments/searchers.py --devices raspi4 --budgets 50,100,300 --seeds 3 --peers none  # ~1 min
+    python experiments/searchers.py --searchers random,nsga2 --json    # one JSON object on stdout
+
+`--out DIR` writes `searchers.json` (every run and every summary), `searchers.md` (the command
+first, then the tables), `searchers_ratio.png` (median ratio vs budget, IQR shaded, one panel
+per device), `searchers_pareto.png` (true front and the fronts found at budget 300, seed 0) and
+`searchers_regret.png` (constrained regret vs budget). Without `--out` only stdout is written:
+the tables (or, with `--json`, one JSON object). Progress goes to stderr.
+
+What is measured, per device of `latency_ms.csv` (`--devices`, default all ten):
+
+* The true front: all 15,625 cells enumerated (`searchers.reference.true_front`) in the plane
+  `(-validation accuracy / 100, log latency_ms)`, reference point 85% accuracy and the slowest
+  latency on the true front.
+* Pareto task (`pareto` objective). For every method, budget (`--budgets`, distinct
+  architectures evaluated) and seed (`--seeds`): the hypervolume ratio of everything the
+  search evaluated, found / true (`searchers.reference.hypervolume_ratio`, as `hwnas search`
+  computes it); median and IQR (25th-75th percentile) over seeds.
+* Constrained task (`max-acc:lat<=T`): `T` = the median latency of the true-front cells with
+  at least 85% validation accuracy (the part of the front inside the hypervolume box), per
+  device. Regret at budget b = (best validation accuracy of any cell with latency <= T) -
+  (best validation accuracy among the feasible cells the search evaluated in its first b),
+  in accuracy points; a seed that found no feasible cell has regret inf (counted).
+* Speed: evaluations/second of evolution and nsga2 against the tabular evaluator (one search of
+  1,000 evaluations after a warm-up search, first device), and the time of one BO `ask` with
+  300 (and 1,000) observations, after compilation (median of 5).
+
+Methods. Ours (`--searchers`, default all of `searchers.SEARCHER_NAMES`, default options; a
+`name[key=value,...]` entry runs a non-default variant, e.g. `nsga2[population=20]`):
+random, nsga2 and bo get the `pareto` objective itself (bo as ParEGO). Evolution, local and
+reinforce rank by one scalar, so in the Pareto task they minimize an augmented Chebyshev
+scalarization (ParEGO's form, Knowles 2006, rho = 0.05) with weights fixed per seed,
+`lambda_acc ~ U(0, 1)` from `numpy.random.default_rng([seed, 201])`, `lambda_lat = 1 -
+lambda_acc`, on objectives normalized to the hypervolume box: accuracy from the best
+true-front accuracy (0) to 85% (1), log latency from the fastest true-front cell with >= 85%
+(0) to the reference latency (1). This "oracle box" uses four numbers of the true front that a
+real search would not know (it favors the scalar searchers); one seed's search aims at one
+point of the front, and the ratio counts everything it evaluated on the way. In the
+constrained task every searcher gets `max-acc:lat<=T` (m = 1).
+
+Peers (`--peers`, default all installed): Optuna's TPESampler and NSGAIISampler (library
+defaults, `seed=seed`; six categorical parameters; the constrained task passes `lat - T` as
+`constraints_func`), and pymoo's NSGA2 (pop_size 100, integer variables with the library's
+documented discrete recipe: integer random sampling, SBX(eta=3) and PM(eta=3) with rounding
+repair, duplicates eliminated; constrained: `G = lat - T`). They see the same objective
+vectors as ours. Like our driver, a peer's budget counts distinct architectures: a repeat is
+answered from the history for free; a peer that proposes nothing new for 50 rounds (pymoo
+generations) or 500 trials (Optuna) in a row is stopped, as the driver stops a stalled search.
+A peer that is not installed is skipped and the output says so.
+
+Budgets. A search's first b evaluations do not depend on its budget (no searcher or peer reads
+it; the driver only cuts the last batch), so each (method, device, task, seed) runs once, at the
+largest budget, and every smaller budget is read off the prefix of its history. A search that
+stops early (stalled: only repeats) is scored on what it evaluated; such cells are marked `*`.
+`--limit METHOD:max_budget=B,seeds=S,devices=D1+D2,tasks=pareto` restricts an expensive method
+(repeatable); the default limits keep BO (~0.1-0.3 s per ask) within the time of a full run
+on 2 CPU cores and are printed with the results; `--limit bo:none` lifts them.
+
+Set OPENBLAS_NUM_THREADS=1 on 2-core machines (see searchers/bo.py; the script sets it if unset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.util
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before scipy's LAPACK loads (searchers/bo.py)
+
+_HERE = Path(__file__).resolve().parent
+_ROOT = _HERE.parent
+# This file is named like the `searchers` package: keep its folder off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_ROOT))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from searchers import SEARCHER_NAMES, get_searcher, parse_objective, run_search  # noqa: E402
+from searchers.evaluators import TabularEvaluator  # noqa: E402
+from searchers.objectives import ACCURACY, LATENCY, Objective  # noqa: E402
+from searchers.reference import MIN_ACCURACY, ReferenceFront, hypervolume_ratio, plane_points, true_front  # noqa: E402
+
+DEFAULT_BUDGETS = (50, 100, 300, 1000)
+DEFAULT_SEEDS = 10
+PEER_NAMES = ("optuna-tpe", "optuna-nsga2", "pymoo-nsga2")
+SCALAR_ONLY = frozenset({"evolution", "local", "reinforce"})
+TASKS = ("pareto", "constrained")
+RHO = 0.05  # augmented Chebyshev (ParEGO's value, as searchers/bo.py)
+WEIGHT_STREAM = 201  # second entropy word of the per-seed weight generator
+PEER_PATIENCE_ROUNDS = 50  # pymoo generations without a new architecture (the driver's default)
+PEER_PATIENCE_TRIALS = 500  # Optuna trials without a new architecture
+# BO's ask costs 0.1-0.3 s with <= 512 observations and ~1 s beyond (bucket 1024): measured,
+# and chosen so that the full run stays well under 25 minutes on 2 cores.
+DEFAULT_LIMITS = ("bo:max_budget=300,seeds=5",)
+RESULTS_NAME = "searchers"
+
+
+# ============================================================================ scalarization
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Chebyshev(Objective):
+    """Augmented Chebyshev scalarization in the hypervolume plane, normalized to a box (minimized).
+
+    `f = (p - ideal) / (nadir - ideal)` with `p = (-acc / 100, log latency_ms)`, and
+    `s = max_j w_j f_j + rho * sum_j w_j f_j` (Knowles 2006).
+    """
+
+    weights: tuple[float, float]
+    ideal: tuple[float, float]
+    nadir: tuple[float, float]
+    rho: float = RHO
+
+    @property
+    def columns(self):
+        return ("chebyshev",)
+
+    @property
+    def spec(self):
+        w = ",".join(f"{x:.4f}" for x in self.weights)
+        return f"chebyshev:w=({w}),ideal={tuple(round(x, 6) for x in self.ideal)},nadir=" \
+               f"{tuple(round(x, 6) for x in self.nadir)}"
+
+    def _uses(self):
+        return (ACCURACY, LATENCY)
+
+    def _values(self, metrics):
+        p = plane_points(metrics)
+        ideal, nadir = np.asarray(self.ideal), np.asarray(self.nadir)
+        wf = np.asarray(self.weights) * (p - ideal) / (nadir - ideal)
+        return wf.max(axis=1) + self.rho * wf.sum(axis=1)
+
+
+def seed_weights(seed: int) -> tuple[float, float]:
+    """`(lambda_acc, lambda_lat)` of a seed: uniform on the 2-simplex, independent of the device."""
+    lam = float(np.random.default_rng([int(seed), WEIGHT_STREAM]).uniform())
+    return lam, 1.0 - lam
+
+
+# ============================================================================ per-device setup
+@dataclasses.dataclass
+class Device:
+    name: str
+    evaluator: TabularEvaluator
+    front: ReferenceFront
+    bound_ms: float  # T of the constrained task
+    best_feasible_accuracy: float  # best validation accuracy with latency <= T (whole space)
+    box_ideal: tuple[float, float]
+    box_nadir: tuple[float, float]
+
+    @property
+    def constrained_objective(self) -> Objective:
+        return parse_objective(f"max-acc:lat<={self.bound_ms:.12g}")
+
+    def chebyshev(self, seed: int) -> Chebyshev:
+        return Chebyshev(weights=seed_weights(seed), ideal=self.box_ideal, nadir=self.box_nadir)
+
+    def describe(self) -> dict:
+        pts = self.front.points
+        in_box = pts[:, 0] < self.front.reference[0]
+        return {
+            "true_front_size": int(len(pts)), "true_front_in_box": int(in_box.sum()),
+            "true_hypervolume": float(self.front.hypervolume),
+            "reference": {"accuracy": MIN_ACCURACY, "latency_ms": float(math.exp(self.front.reference[1]))},
+            "latency_bound_ms": self.bound_ms, "best_feasible_accuracy": self.best_feasible_accuracy,
+            "feasible_fraction": float((self.evaluator.table[LATENCY] <= self.bound_ms).mean()),
+            "chebyshev_box": {"ideal": list(self.box_ideal), "nadir": list(self.box_nadir)},
+            "true_front": [[float(-a * 100), float(math.exp(b))] for a, b in pts],  # (accuracy %, ms)
+        }
+
+
+def load_devices(data_dir: Path, names: list[str] | None) -> dict[str, Device]:
+    from costs.measured import devices as measured_devices
+    from costs.measured import load_nasbench201
+
+    data = load_nasbench201(data_dir)
+    known = list(measured_devices(data))
+    names = names or known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown device(s) {', '.join(unknown)}; devices: {', '.join(known)}")
+    out = {}
+    for name in names:
+        ev = TabularEvaluator.from_measured(data, name)
+        front = true_front(ev)
+        in_box = front.points[:, 0] < front.reference[0]  # >= 85% (strictly better than the reference)
+        lat = np.exp(front.points[in_box, 1])
+        bound = float(np.median(lat))
+        feasible = ev.table[LATENCY] <= bound
+        ideal = (float(front.points[in_box, 0].min()), float(front.points[in_box, 1].min()))
+        nadir = (float(front.reference[0]), float(front.reference[1]))
+        out[name] = Device(name, ev, front, bound, float(ev.table[ACCURACY][feasible].max()), ideal, nadir)
+    return out
+
+
+# ============================================================================ method specs
+@dataclasses.dataclass(frozen=True)
+class Method:
+    label: str  # what the tables show: "nsga2", "nsga2[population=20]", "optuna-tpe"
+    name: str  # searcher or peer name
+    options: dict
+    peer: bool
+
+    @property
+    def scalar_only(self) -> bool:
+        return (not self.peer) and self.name in SCALAR_ONLY
+
+
+def parse_method(text: str, peer: bool) -> Method:
+    text = text.strip()
+    name, _, rest = text.partition("[")
+    options = {}
+    if rest:
+        if not rest.endswith("]"):
+            raise SystemExit(f"{text!r}: options go in brackets, e.g. nsga2[population=20]")
+        for item in rest[:-1].split(","):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"{text!r}: expected key=value inside the brackets")
+            try:
+                options[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                options[key.strip()] = value.strip()
+    known = PEER_NAMES if peer else SEARCHER_NAMES
+    if name not in known:
+        raise SystemExit(f"unknown {'peer' if peer else 'searcher'} {name!r}; choose from {', '.join(known)}")
+    if peer and options:
+        raise SystemExit(f"peer {name!r} takes no options here (library defaults)")
+    return Method(text, name, options, peer)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    max_budget: int | None = None
+    seeds: int | None = None
+    devices: tuple[str, ...] | None = None
+    tasks: tuple[str, ...] | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_budget is not None:
+            parts.append(f"budgets <= {self.max_budget}")
+        if self.seeds is not None:
+            parts.append(f"seeds 0-{self.seeds - 1}")
+        if self.devices is not None:
+            parts.append(f"devices {', '.join(self.devices)}")
+        if self.tasks is not None:
+            parts.append(f"tasks {', '.join(self.tasks)}")
+        return "; ".join(parts) or "none"
+
+
+def parse_limits(items: list[str]) -> dict[str, Limit]:
+    limits: dict[str, Limit] = {}
+    for item in items:
+        method, sep, rest = item.partition(":")
+        if not sep:
+            raise SystemExit(f"--limit {item!r}: expected METHOD:key=value,... or METHOD:none")
+        if rest.strip() == "none":
+            limits[method] = Limit()
+            continue
+        kw: dict[str, Any] = {}
+        for part in rest.split(","):
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if key in ("max_budget", "seeds"):
+                kw[key] = int(value)
+            elif key in ("devices", "tasks"):
+                kw[key] = tuple(v for v in value.split("+") if v)
+            else:
+                raise SystemExit(f"--limit {item!r}: unknown key {key!r} (max_budget, seeds, devices, tasks)")
+        limits[method] = Limit(**kw)
+    return limits
+
+
+# ============================================================================ runs
+def budget_stats(acc: np.ndarray, lat: np.ndarray, task: str, device: Device, budgets) -> list:
+    """Per budget: the hypervolume ratio (pareto) or regret (constrained) of the history prefix."""
+    out = []
+    for b in budgets:
+        a, l = acc[:b], lat[:b]
+        if task == "pareto":
+            out.append(hypervolume_ratio({ACCURACY: a, LATENCY: l}, device.front) if len(a) else 0.0)
+        else:
+            feasible = l <= device.bound_ms
+            out.append(float(device.best_feasible_accuracy - a[feasible].max()) if feasible.any() else None)
+    return out
+
+
+def front_points(acc: np.ndarray, lat: np.ndarray) -> list[list[float]]:
+    """The non-dominated (accuracy %, latency ms) pairs of a history, fastest first."""
+    from searchers.reference import staircase
+
+    if len(acc) == 0:
+        return []
+    idx = staircase(plane_points({ACCURACY: acc, LATENCY: lat}))
+    idx = idx[np.argsort(lat[idx], kind="stable")]
+    return [[float(acc[i]), float(lat[i])] for i in idx]
+
+
+class Ours:
+    """Our searchers, each built (and so compiled) once per (method, number of objectives)."""
+
+    def __init__(self, space):
+        self.space = space
+        self._cache: dict[tuple[str, int], Any] = {}
+
+    def searcher(self, method: Method, m: int):
+        key = (method.label, m)
+        if key not in self._cache:
+            self._cache[key] = get_searcher(method.name, self.space, num_objectives=m, **method.options)
+        return self._cache[key]
+
+    def run(self, method: Method, device: Device, task: str, seed: int, budget: int):
+        if task == "pareto":
+            objective = device.chebyshev(seed) if method.scalar_only else parse_objective("pareto")
+        else:
+            objective = device.constrained_objective
+        searcher = self.searcher(method, objective.num_objectives)
+        result = run_search(searcher, self.space, device.evaluator, budget, seed, objective=objective, progress=False)
+        return (result.metrics[ACCURACY], result.metrics[LATENCY], len(result), result.stop_reason,
+                objective.spec)
+
+
+class _Budgeted:
+    """A peer's evaluations: distinct architectures count against the budget, repeats are free."""
+
+    def __init__(self, device: Device, task: str, budget: int):
+        self.device, self.task, self.budget = device, task, budget
+        self.pareto = parse_objective("pareto")
+        self.cache: dict[tuple, tuple[np.ndarray, float]] = {}  # arch -> (objective row, latency)
+        self.acc: list[float] = []
+        self.lat: list[float] = []
+
+    @property
+    def done(self) -> bool:
+        return len(self.acc) >= self.budget
+
+    def evaluate(self, archs: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Objective rows and latencies of `archs` (`None` row where the budget ran out), new count."""
+        archs = np.asarray(archs, np.int32).reshape(len(archs), -1)
+        new = 0
+        rows, lats = [], []
+        for arch in archs:
+            key = tuple(int(x) for x in arch)
+            if key not in self.cache:
+                if self.done:
+                    rows.append(None)
+                    lats.append(None)
+                    continue
+                metrics = self.device.evaluator(arch[None])
+                if self.task == "pareto":
+                    row = self.pareto(metrics)[0].astype(np.float64)
+                else:
+                    row = np.array([-metrics[ACCURACY][0] / 100.0])
+                self.cache[key] = (row, float(metrics[LATENCY][0]))
+                self.acc.append(float(metrics[ACCURACY][0]))
+                self.lat.append(float(metrics[LATENCY][0]))
+                new += 1
+            row, lat = self.cache[key]
+            rows.append(row)
+            lats.append(lat)
+        return rows, lats, new
+
+
+def run_optuna(sampler_name: str, device: Device, task: str, seed: int, budget: int):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    constrained = task == "constrained"
+    constraints = (lambda t: t.user_attrs["constraint"]) if constrained else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ExperimentalWarning for constraints_func, etc.
+        if sampler_name == "tpe":
+            sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=constraints)
+        else:
+            sampler = optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints)
+        m = 1 if constrained else 2
+        study = optuna.create_study(directions=["minimize"] * m, sampler=sampler)
+        space = device.evaluator.space
+        cards = [int(c) for c in space.cardinalities]
+        book = _Budgeted(device, task, budget)
+        stale, stop = 0, "budget"
+        while not book.done:
+            if stale >= PEER_PATIENCE_TRIALS:
+                stop = "stalled"
+                break
+            trial = study.ask()
+            arch = np.array([[trial.suggest_categorical(f"e{i}", list(range(c))) for i, c in enumerate(cards)]])
+            rows, lats, new = book.evaluate(arch)
+            stale = 0 if new else stale + 1
+            if constrained:
+                trial.set_user_attr("constraint", [lats[0] - device.bound_ms])
+            study.tell(trial, [float(x) for x in rows[0]])
+    return np.array(book.acc), np.array(book.lat), len(book.acc), stop
+
+
+def run_pymoo(device: Device, task: str, seed: int, budget: int):
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.core.evaluator import Evaluator
+    from pymoo.core.problem import Problem
+    from pymoo.core.termination import NoTermination
+    from pymoo.operators.crossover.sbx import SBX
+    from pymoo.operators.mutation.pm import PM
+    from pymoo.operators.repair.rounding import RoundingRepair
+    from pymoo.operators.sampling.rnd import IntegerRandomSampling
+    from pymoo.problems.static import StaticProblem
+
+    constrained = task == "constrained"
+    space = device.evaluator.space
+    cards = np.asarray(space.cardinalities)
+    problem = Problem(n_var=len(cards), n_obj=1 if constrained else 2, n_ieq_constr=1 if constrained else 0,
+                      xl=np.zeros(len(cards)), xu=cards - 1, vtype=int)
+    algorithm = NSGA2(pop_size=100, sampling=IntegerRandomSampling(),
+                      crossover=SBX(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+                      mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+                      eliminate_duplicates=True)
+    algorithm.setup(problem, termination=NoTermination(), seed=int(seed), verbose=False)
+    book = _Budgeted(device, task, budget)
+    stale, stop = 0, "budget"
+    while not book.done:
+        if stale >= PEER_PATIENCE_ROUNDS:
+            stop = "stalled"
+            break
+        pop = algorithm.ask()
+        x = np.clip(np.rint(pop.get("X")).astype(np.int32), 0, cards - 1)
+        rows, lats, new = book.evaluate(x)
+        stale = 0 if new else stale + 1
+        if book.done and any(r is None for r in rows):
+            break  # the budget ran out inside this generation: the history is complete
+        f = np.stack(rows)
+        kwargs = {"F": f}
+        if constrained:
+            kwargs["G"] = (np.asarray(lats) - device.bound_ms)[:, None]
+        Evaluator().eval(StaticProblem(problem, **kwargs), pop)
+        algorithm.tell(infills=pop)
+    return np.array(book.acc), np.array(book.lat), len(book.acc), stop
+
+
+def peer_available(name: str) -> str | None:
+    """None if the peer's library imports, else why it is skipped."""
+    module = "optuna" if name.startswith("optuna") else "pymoo"
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed (pip install {module})"
+    try:
+        __import__(module)
+    except Exception as err:  # noqa: BLE001 - any import failure skips the peer
+        return f"{module} failed to import: {err}"
+    return None
+
+
+def run_peer(method: Method, device: Device, task: str, seed: int, budget: int):
+    if method.name == "optuna-tpe":
+        out = run_optuna("tpe", device, task, seed, budget)
+    elif method.name == "optuna-nsga2":
+        out = run_optuna("nsga2", device, task, seed, budget)
+    else:
+        out = run_pymoo(device, task, seed, budget)
+    spec = "pareto" if task == "pareto" else device.constrained_objective.spec
+    return (*out, spec)
+
+
+# ============================================================================ statistics
+def quantile(values: list[float], q: float) -> float:
+    """Linear-interpolated quantile that treats inf as a value (inf wherever it is involved)."""
+    x = np.sort(np.asarray(values, np.float64))
+    pos = q * (len(x) - 1)
+    lo, hi = int(math.floor(pos)), int(math.ceil(pos))
+    if lo == hi or x[lo] == x[hi]:
+        return float(x[lo])
+    if not (math.isfinite(x[lo]) and math.isfinite(x[hi])):
+        return math.inf
+    return float(x[lo] + (pos - lo) * (x[hi] - x[lo]))
+
+
+def summarize_values(values: list) -> dict:
+    vals = [math.inf if v is None else float(v) for v in values]
+    return {"median": quantile(vals, 0.5), "q25": quantile(vals, 0.25), "q75": quantile(vals, 0.75),
+            "n": len(vals), "missing": sum(v is None for v in values)}
+
+
+def summarize(runs: list[dict], budgets) -> dict:
+    """device -> task -> method -> budget -> {median, q25, q75, n, short}."""
+    out: dict = {}
+    groups: dict = {}
+    for r in runs:
+        groups.setdefault((r["device"], r["task"], r["method"]), []).append(r)
+    for (dev, task, method), rs in groups.items():
+        cell = out.setdefault(dev, {}).setdefault(task, {}).setdefault(method, {})
+        for j, b in enumerate(budgets):
+            if b > rs[0]["max_budget"]:
+                continue
+            vals = [r["values"][j] for r in rs]
+            stats = summarize_values(vals)
+            stats["short"] = sum(r["evaluated"] < b for r in rs)  # seeds that stopped before b
+            cell[str(b)] = stats
+    return out
+
+
+# ============================================================================ speed
+def measure_speed(space, device: Device, methods: list[Method]) -> dict:
+    out: dict = {}
+    names = {m.name for m in methods if not m.peer}
+    for name in ("evolution", "nsga2"):
+        if name not in names:
+            continue
+        method = Method(name, name, {}, False)
+        ours = Ours(space)
+        ours.run(method, device, "pareto", 1000, 1000)  # warm-up: compiles ask and tell
+        t = time.perf_counter()
+        _, _, n, _, spec = ours.run(method, device, "pareto", 0, 1000)
+        dt = time.perf_counter() - t
+        out[f"{name}_evals_per_s"] = {"value": n / dt, "evaluations": n, "seconds": dt, "objective": spec,
+                                      "device": device.name}
+    if "bo" in names:
+        out.update(_bo_ask_time(space, device))
+    return out
+
+
+def _bo_ask_time(space, device: Device) -> dict:
+    import jax.numpy as jnp
+
+    out = {}
+    searcher = get_searcher("bo", space, num_objectives=2)
+    pareto = parse_objective("pareto")
+    for n_obs in (300, 1000):
+        rng = np.random.default_rng(n_obs)
+        idx = rng.choice(len(device.evaluator.archs), n_obs, replace=False)
+        archs = device.evaluator.archs[idx]
+        objs = pareto(device.evaluator(archs))
+        state = searcher.tell(searcher.init(jax.random.key(0)), jnp.asarray(archs), jnp.asarray(objs))
+        jax.block_until_ready(searcher.ask(state, jax.random.key(1)))  # compile
+        times = []
+        for i in range(5):
+            t = time.perf_counter()
+            jax.block_until_ready(searcher.ask(state, jax.random.key(2 + i)))
+            times.append(time.perf_counter() - t)
+        out[f"bo_ask_s_{n_obs}_observations"] = {"value": float(np.median(times)), "samples": times,
+                                                 "batch_size": int(searcher.batch_size)}
+    return out
+
+
+# ============================================================================ checks
+def expectation_checks(summary: dict, devices, budgets, ours: list[str], peers: list[str]) -> list[dict]:
+    """The issue's expected numbers, each with whether this run met it (medians over seeds)."""
+    checks = []
+
+    def med(dev, method, b):
+        cell = summary.get(dev, {}).get("pareto", {}).get(method, {}).get(str(b))
+        return None if cell is None else cell["median"]
+
+    big = [b for b in budgets if b >= 100]
+    if "random" in ours:
+        misses = []
+        for dev in devices:
+            for m in ours:
+                if m == "random":
+                    continue
+                for b in big:
+                    x, r = med(dev, m, b), med(dev, "random", b)
+                    if x is not None and r is not None and not x > r:
+                        misses.append(f"{m}@{b} on {dev}: {x:.3f} <= random {r:.3f}")
+        checks.append({"claim": "every searcher beats random search (median ratio) at every budget >= 100",
+                       "met": not misses, "misses": misses})
+    if peers:
+        misses = []
+        for dev in devices:
+            for b in budgets:
+                o = [x for m in ours if (x := med(dev, m, b)) is not None]
+                p = [x for m in peers if (x := med(dev, m, b)) is not None]
+                if o and p and not max(o) > max(p):
+                    misses.append(f"{dev}@{b}: best of ours {max(o):.3f} <= best peer {max(p):.3f}")
+        checks.append({"claim": "the best of ours beats the best peer's median ratio at every budget",
+                       "met": not misses, "misses": misses})
+    if 300 in budgets:
+        misses = []
+        for dev in devices:
+            o = [(x, m) for m in ours if (x := med(dev, m, 300)) is not None]
+            if o and max(o)[0] < 0.97:
+                misses.append(f"{dev}: best {max(o)[1]} {max(o)[0]:.3f}")
+        checks.append({"claim": "the best of ours reaches a median ratio >= 0.97 at 300 evaluations on every device",
+                       "met": not misses, "misses": misses})
+    for b, lo, hi in ((300, 0.83, 0.90), (1000, 0.90, 0.95)):
+        if b in budgets and "random" in ours:
+            vals = {dev: med(dev, "random", b) for dev in devices}
+            misses = [f"{d}: {v:.3f}" for d, v in vals.items() if v is not None and not lo <= v <= hi]
+            checks.append({"claim": f"random search at {b} scores about {lo:.2f}-{hi:.2f}", "met": not misses,
+                           "misses": misses})
+    return checks
+
+
+# ============================================================================ output
+def fmt_cell(cell: dict | None, digits: int = 3) -> str:
+    if cell is None:
+        return "-"
+
+    def f(x):
+        return "inf" if math.isinf(x) else f"{x:.{digits}f}"
+
+    star = "*" if cell.get("short") else ""
+    miss = f" ({cell['missing']}/{cell['n']} none)" if cell.get("missing") else ""
+    return f"{f(cell['median'])} [{f(cell['q25'])}, {f(cell['q75'])}]{star}{miss}"
+
+
+def tables(payload: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, headers, rows) of every table: summary, then per device HV ratio and regret."""
+    budgets = payload["config"]["budgets"]
+    methods = payload["config"]["methods"]
+    summary = payload["summary"]
+    out = []
+    # Across devices: median over devices of the per-device medians, and the worst device.
+    rows = []
+    for m in methods:
+        row = [m["label"], m["kind"], m["pareto_objective"]]
+        for b in budgets:
+            meds = [summary[d]["pareto"][m["label"]][str(b)]["median"] for d in payload["devices"]
+                    if str(b) in summary.get(d, {}).get("pareto", {}).get(m["label"], {})]
+            row.append(f"{np.median(meds):.3f} (min {min(meds):.3f}, {len(meds)} dev)" if meds else "-")
+        rows.append(row)
+    out.append(("Hypervolume ratio across devices: median over devices of the per-device median over seeds "
+                "(worst device)", ["method", "kind", "pareto objective"] + [f"b={b}" for b in budgets], rows))
+    rows = []
+    for m in methods:
+        row = [m["label"]]
+        for b in budgets:
+            meds = [summary[d]["constrained"][m["label"]][str(b)]["median"] for d in payload["devices"]
+                    if str(b) in summary.get(d, {}).get("constrained", {}).get(m["label"], {})]
+            row.append(f"{np.median(meds):.3f} (max {max(meds):.3f}, {len(meds)} dev)" if meds else "-")
+        rows.append(row)
+    out.append(("Constrained regret across devices (accuracy points; median over devices of the per-device "
+                "median over seeds (worst device))", ["method"] + [f"b={b}" for b in budgets], rows))
+    for dev, info in payload["devices"].items():
+        for task, what in (("pareto", "hypervolume ratio, median [IQR] over seeds"),
+                           ("constrained", f"regret (points) at lat <= {info['latency_bound_ms']:.4g} ms "
+                                           f"(best feasible {info['best_feasible_accuracy']:.2f}%), median [IQR]")):
+            rows = []
+            for m in methods:
+                cells = summary.get(dev, {}).get(task, {}).get(m["label"])
+                if cells is None:
+                    continue
+                n = max((c["n"] for c in cells.values()), default=0)
+                rows.append([m["label"], str(n)] + [fmt_cell(cells.get(str(b)), 3 if task == "pareto" else 2)
+                                                    for b in budgets])
+            if rows:
+                out.append((f"{dev}: {what}", ["method", "seeds"] + [f"b={b}" for b in budgets], rows))
+    return out
+
+
+def print_text_table(title: str, headers: list[str], rows: list[list[str]], file=sys.stdout) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    print(f"\n{title}", file=file)
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)), file=file)
+    print("  ".join("-" * w for w in widths), file=file)
+    for r in rows:
+        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)), file=file)
+
+
+def markdown_table(headers, rows) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def notes_lines(payload: dict) -> list[str]:
+    cfg = payload["config"]
+    lines = [
+        f"Devices: {', '.join(payload['devices'])}. Budgets: {', '.join(map(str, cfg['budgets']))} distinct "
+        f"architectures. Seeds: 0-{cfg['seeds'] - 1} unless limited below.",
+        "Hypervolume ratio: found / true in the plane (validation accuracy, log latency), reference point 85% "
+        "and the slowest latency on the true front (`searchers.reference`); everything a search evaluated counts.",
+        "Scalar-only searchers (evolution, local, reinforce) minimize in the Pareto task an augmented Chebyshev "
+        "scalarization (rho 0.05) with per-seed weights lambda_acc ~ U(0,1) (numpy default_rng([seed, 201])), "
+        "lambda_lat = 1 - lambda_acc, normalized to the hypervolume box of the true front (ideal: best front "
+        "accuracy, fastest front cell >= 85%; nadir: the reference point) - an oracle normalization that favors them.",
+        "Constrained task: `max-acc:lat<=T`, T = median latency of the true-front cells with >= 85% validation "
+        "accuracy; regret = best feasible validation accuracy in the space - best feasible found (points); "
+        "inf when a seed found no feasible cell.",
+        "Each (method, device, task, seed) runs once at its largest budget; smaller budgets are its history's "
+        "prefix (identical to a run with that budget). `*`: some seed stopped before that budget (stalled: only "
+        "repeats), scored on what it evaluated.",
+        "Peers: Optuna TPESampler / NSGAIISampler (library defaults, seed), pymoo NSGA2 (pop 100, integer "
+        "SBX/PM with rounding, duplicates eliminated); their budget counts distinct architectures (repeats free).",
+    ]
+    for method, limit in cfg["limits"].items():
+        lines.append(f"Limited: `{method}` was run on {limit} only (time); its cells use those seeds.")
+    for peer, why in payload["skipped_peers"].items():
+        lines.append(f"Skipped peer `{peer}`: {why}.")
+    return lines
+
+
+def write_markdown(payload: dict, path: Path) -> None:
+    lines = ["# Searchers on NAS-Bench-201: hypervolume ratio and constrained regret", "",
+             "Produced by:", "", "```", payload["command"], "```", "",
+             f"{payload['date']}, {payload['machine']}, wall time {payload['wall_s'] / 60:.1f} min. "
+             f"Versions: {', '.join(f'{k} {v}' for k, v in payload['versions'].items())}.", ""]
+    lines += [f"- {x}" for x in notes_lines(payload)]
+    lines += ["", "## Expectations (from the issue; benchmarks, not tests)", ""]
+    for c in payload["checks"]:
+        lines.append(f"- **{'met' if c['met'] else 'NOT met'}**: {c['claim']}"
+                     + (f" (misses: {'; '.join(c['misses'][:12])}{' ...' if len(c['misses']) > 12 else ''})"
+                        if c["misses"] else ""))
+    if payload["speed"]:
+        lines += ["", "## Speed", ""]
+        lines += [f"- {k}: {v['value']:.4g}" + (f" ({v['evaluations']} evaluations in {v['seconds']:.2f} s, "
+                                                 f"{v['device']})" if "evaluations" in v else
+                                                 f" s (batch of {v['batch_size']}; median of 5)")
+                  for k, v in payload["speed"].items()]
+    lines += ["", "Method wall time (s, all devices, tasks and seeds): " + ", ".join(
+        f"{k} {v:.0f}" for k, v in payload["method_seconds"].items())]
+    for title, headers, rows in tables(payload):
+        lines += ["", f"## {title}", "", markdown_table(headers, rows)]
+    lines += ["", "Plots: `searchers_ratio.png`, `searchers_pareto.png`, `searchers_regret.png`.", ""]
+    path.write_text("\n".join(lines))
+
+
+def plot_all(payload: dict, out_dir: Path) -> list[str]:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return []
+    budgets = payload["config"]["budgets"]
+    methods = [m["label"] for m in payload["config"]["methods"]]
+    devs = list(payload["devices"])
+    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    styles = {m["label"]: ("--" if m["kind"] == "peer" else "-") for m in payload["config"]["methods"]}
+    ncol = min(5, len(devs))
+    nrow = math.ceil(len(devs) / ncol)
+    written = []
+    for task, fname, ylabel in (("pareto", "searchers_ratio.png", "hypervolume ratio"),
+                                ("constrained", "searchers_regret.png", "regret (acc. points)")):
+        fig = Figure(figsize=(3.6 * ncol, 3.0 * nrow + 0.6), dpi=110)
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(nrow, ncol, squeeze=False)
+        for ax, dev in zip(axes.flat, devs):
+            for m in methods:
+                cells = payload["summary"].get(dev, {}).get(task, {}).get(m, {})
+                bs = [b for b in budgets if str(b) in cells]
+                if not bs:
+                    continue
+                med = np.array([cells[str(b)]["median"] for b in bs])
+                lo = np.array([cells[str(b)]["q25"] for b in bs])
+                hi = np.array([cells[str(b)]["q75"] for b in bs])
+                ax.plot(bs, med, styles[m], marker="o", ms=3, c=colors[m], label=m)
+                ok = np.isfinite(lo) & np.isfinite(hi)
+                ax.fill_between(np.array(bs)[ok], lo[ok], hi[ok], color=colors[m], alpha=0.12, lw=0)
+            ax.set_xscale("log")
+            if task == "pareto":
+                ax.axhline(0.97, c="0.5", lw=0.8, ls=":")
+            else:
+                ax.set_yscale("symlog", linthresh=0.1)
+            ax.set_title(dev, fontsize=9)
+            ax.set_xlabel("budget (distinct archs)", fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.tick_params(labelsize=7)
+        for ax in list(axes.flat)[len(devs):]:
+            ax.set_visible(False)
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 9), fontsize=8)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        fig.savefig(out_dir / fname)
+        written.append(fname)
+    # Fronts found at budget 300 (or the largest <= 300), seed 0.
+    b_show = max([b for b in budgets if b <= 300] or budgets[:1])
+    fig = Figure(figsize=(3.6 * ncol, 3.0 * nrow + 0.6), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrow, ncol, squeeze=False)
+    for ax, dev in zip(axes.flat, devs):
+        info = payload["devices"][dev]
+        tf = np.array(info["true_front"])
+        ax.step(tf[:, 1], tf[:, 0], where="post", c="k", lw=1.2, label="true front")
+        ax.axhline(MIN_ACCURACY, c="0.6", lw=0.6, ls=":")
+        for r in payload["runs"]:
+            if r["device"] == dev and r["task"] == "pareto" and r["seed"] == 0 and r.get("fronts"):
+                pts = np.array(r["fronts"].get(str(b_show)) or [[np.nan, np.nan]])
+                ax.step(pts[:, 1], pts[:, 0], where="post", styles[r["method"]], c=colors[r["method"]], lw=0.9,
+                        marker=".", ms=3, label=r["method"])
+        ax.set_xscale("log")
+        ax.set_ylim(max(MIN_ACCURACY - 5, tf[:, 0].min()), tf[:, 0].max() + 0.5)
+        ax.set_title(f"{dev} (b={b_show}, seed 0)", fontsize=9)
+        ax.set_xlabel("latency (ms)", fontsize=8)
+        ax.set_ylabel("validation accuracy (%)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(devs):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 10), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(out_dir / "searchers_pareto.png")
+    written.append("searchers_pareto.png")
+    return written
+
+
+# ============================================================================ main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="See the module docstring (runbook) for what is measured.")
+    p.add_argument("--data", default=str(_ROOT.parent / "shared" / "data"), metavar="DIR",
+                   help="data folder holding nasbench201/ (default: ../shared/data beside the checkout)")
+    p.add_argument("--devices", default=None, help="comma-separated devices of latency_ms.csv (default: all)")
+    p.add_argument("--budgets", default=",".join(map(str, DEFAULT_BUDGETS)), help="comma-separated budgets")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds 0..N-1 per cell (default 10)")
+    p.add_argument("--searchers", default=",".join(SEARCHER_NAMES),
+                   help="comma-separated searchers; name[key=value,...] for a non-default variant")
+    p.add_argument("--peers", default=",".join(PEER_NAMES), help=f"comma-separated of {', '.join(PEER_NAMES)}, "
+                   "or none")
+    p.add_argument("--tasks", default=",".join(TASKS), help="pareto, constrained or both (default both)")
+    p.add_argument("--limit", action="append", default=None, metavar="METHOD:KEY=VALUE,...",
+                   help="restrict a method: max_budget=B, seeds=S, devices=D1+D2, tasks=pareto; METHOD:none "
+                        f"lifts a default (defaults: {' '.join(DEFAULT_LIMITS)})")
+    p.add_argument("--no-speed", action="store_true", help="skip the evaluations/second and BO ask timings")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    p.add_argument("--out", default=None, metavar="DIR", help="write searchers.json, searchers.md and PNGs here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    budgets = sorted({int(b) for b in args.budgets.split(",") if b.strip()})
+    if not budgets or budgets[0] < 1:
+        raise SystemExit("--budgets must be positive integers")
+    if args.seeds < 1:
+        raise SystemExit("--seeds must be >= 1")
+    tasks = [t for t in args.tasks.split(",") if t]
+    if bad := [t for t in tasks if t not in TASKS]:
+        raise SystemExit(f"unknown task(s) {bad}; tasks: {', '.join(TASKS)}")
+    methods = [parse_method(s, False) for s in args.searchers.split(",") if s.strip()]
+    peer_specs = [] if args.peers.strip() in ("", "none") else [s for s in args.peers.split(",") if s.strip()]
+    skipped: dict[str, str] = {}
+    for s in peer_specs:
+        method = parse_method(s, True)
+        why = peer_available(method.name)
+        if why:
+            skipped[method.name] = why
+            print(f"note: peer {method.name} skipped: {why}", file=sys.stderr)
+        else:
+            methods.append(method)
+    labels = [m.label for m in methods]
+    if len(set(labels)) != len(labels):
+        raise SystemExit(f"a method is listed twice: {labels}")
+    limits = parse_limits(list(DEFAULT_LIMITS) + list(args.limit or []))
+    limits = {k: v for k, v in limits.items() if k in labels and v != Limit()}
+
+    devices = load_devices(Path(args.data), [d for d in (args.devices or "").split(",") if d] or None)
+    space = next(iter(devices.values())).evaluator.space
+    ours = Ours(space)
+    runs: list[dict] = []
+    method_seconds: dict[str, float] = {m.label: 0.0 for m in methods}
+    for dev_name, device in devices.items():
+        for method in methods:
+            limit = limits.get(method.label, Limit())
+            if limit.devices is not None and dev_name not in limit.devices:
+                continue
+            max_budget = min(budgets[-1], limit.max_budget or budgets[-1])
+            b_run = [b for b in budgets if b <= max_budget]
+            if not b_run:
+                continue
+            t_method = time.perf_counter()
+            for task in tasks:
+                if limit.tasks is not None and task not in limit.tasks:
+                    continue
+                for seed in range(min(args.seeds, limit.seeds or args.seeds)):
+                    t = time.perf_counter()
+                    runner = run_peer if method.peer else ours.run
+                    acc, lat, evaluated, stop, spec = runner(method, device, task, seed, b_run[-1])
+                    acc, lat = np.asarray(acc, np.float64), np.asarray(lat, np.float64)
+                    record = {"device": dev_name, "method": method.label, "kind": "peer" if method.peer else "ours",
+                              "task": task, "seed": seed, "objective": spec, "max_budget": b_run[-1],
+                              "budgets": b_run, "evaluated": int(evaluated), "stop_reason": stop,
+                              "values": budget_stats(acc, lat, task, device, b_run),
+                              "seconds": time.perf_counter() - t}
+                    if task == "pareto" and seed == 0:
+                        record["fronts"] = {str(b): front_points(acc[:b], lat[:b]) for b in b_run}
+                    runs.append(record)
+            dt = time.perf_counter() - t_method
+            method_seconds[method.label] += dt
+            print(f"[{time.perf_counter() - started:7.1f}s] {dev_name:12s} {method.label:22s} {dt:6.1f}s",
+                  file=sys.stderr, flush=True)
+
+    speed = {} if args.no_speed else measure_speed(space, next(iter(devices.values())), methods)
+    summary = summarize(runs, budgets)
+    ours_labels = [m.label for m in methods if not m.peer]
+    peer_labels = [m.label for m in methods if m.peer]
+    checks = expectation_checks(summary, list(devices), budgets, ours_labels, peer_labels)
+    payload = {
+        "command": _command(argv),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, jax backend {jax.default_backend()}",
+        "versions": _versions(),
+        "config": {
+            "budgets": budgets, "seeds": args.seeds, "tasks": tasks,
+            "methods": [{"label": m.label, "name": m.name, "options": m.options,
+                         "kind": "peer" if m.peer else "ours",
+                         "pareto_objective": ("chebyshev (per-seed weights)" if m.scalar_only else
+                                              ("pareto (ParEGO)" if m.name == "bo" else "pareto"))}
+                        for m in methods],
+            "limits": {k: v.describe() for k, v in limits.items()},
+            "scalarization": {"form": "augmented Chebyshev", "rho": RHO,
+                              "weights": {str(s): list(seed_weights(s)) for s in range(args.seeds)},
+                              "normalization": "hypervolume box of the true front (oracle)"},
+            "peer_patience": {"pymoo_generations": PEER_PATIENCE_ROUNDS, "optuna_trials": PEER_PATIENCE_TRIALS},
+        },
+        "devices": {name: d.describe() for name, d in devices.items()},
+        "skipped_peers": skipped,
+        "summary": summary,
+        "checks": checks,
+        "speed": speed,
+        "method_seconds": method_seconds,
+        "runs": runs,
+    }
+    payload["wall_s"] = time.perf_counter() - started
+    if args.out:
+        out_dir = Path(args.out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{RESULTS_NAME}.json").write_text(json.dumps(_jsonable(payload), indent=1) + "\n")
+        write_markdown(payload, out_dir / f"{RESULTS_NAME}.md")
+        payload["plots"] = plot_all(payload, out_dir)
+    if args.json:
+        print(json.dumps(_jsonable(payload)))
+    else:
+        for line in notes_lines(payload):
+            print(f"- {line}")
+        for title, headers, rows in tables(payload):
+            print_text_table(title, headers, rows)
+        print()
+        for c in checks:
+            print(f"{'met' if c['met'] else 'NOT met'}: {c['claim']}")
+            for miss in c["misses"]:
+                print(f"    {miss}")
+        for k, v in speed.items():
+            print(f"{k}: {v['value']:.4g}")
+        print(f"wall time {payload['wall_s']:.1f} s")
+    return 0
+
+
+def _command(argv) -> str:
+    args = sys.argv[1:] if argv is None else list(argv)
+    return "OPENBLAS_NUM_THREADS=1 python experiments/searchers.py " + " ".join(shlex.quote(a) for a in args)
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("jax", "numpy", "optuna", "pymoo"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _jsonable(x):
+    """inf/nan as null-free strings JSON can hold: inf -> "inf" (strict JSON has no Infinity)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return x if math.isfinite(x) else ("inf" if x > 0 else ("-inf" if x < 0 else "nan"))
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""REINFORCE: a policy-gradient controller over the space's decisions (Williams 1992).
+
+A policy `pi_theta(a)` over architectures is trained to maximize the expected reward
+`J(theta) = E_{a ~ pi_theta}[R(a)]` with the score-function gradient and a baseline `b`:
+
+    grad J ~= 1/n sum_i (R(a_i) - b) grad log pi_theta(a_i)                    (Williams 1992)
+
+so one `tell` minimizes, with one optax step,
+
+    L(theta) = -1/n sum_i A_i log pi_theta(a_i)  -  beta * 1/n sum_i H_i
+    A_i = (R_i - b) / sqrt(v)        (v: moving average of (R - b)^2; `normalize=False`: A_i = R_i - b)
+
+where `b` is an exponential moving average of the batch mean reward (decay `baseline_decay`),
+taken *before* this batch is folded in, and `H_i` is the policy entropy along sample `i`
+(the `entropy_weight` bonus beta keeps the controller exploring). Dividing by the moving RMS
+advantage makes one learning rate work whether the objective is `-accuracy` (~1) or a latency
+in milliseconds (~10-100).
+
+Two policies (option `policy`):
+- `"categorical"`: independent logits per decision, `pi(a) = prod_d softmax(z_d)[a_d]`
+  (TuNAS, Bender et al., "Can weight sharing outperform random architecture search?", CVPR 2020).
+- `"lstm"`: an autoregressive LSTM controller (Zoph & Le, ICLR 2017; MNASNet, Tan et al.,
+  CVPR 2019). Decision `t` is emitted from the hidden state after reading the embedding of the
+  choice made at `t - 1` (a start token at `t = 0`): `pi(a) = prod_t softmax(W_t h_t + c_t)[a_t]`.
+  Each decision has its own head; heads share one width (the largest cardinality) and logits
+  beyond a decision's cardinality are masked, so one scan serves mixed cardinalities (ofa_mbv3).
+
+Rewards. The searcher is scalar (`m = 1`): `R = -objective` (objectives are minimized). For an
+accuracy-latency trade-off, fold latency into the scalar objective first (`searchers.objectives`:
+MNASNet's `acc * (lat/T)^w`, TuNAS's absolute reward); for a Pareto front use `bo` (ParEGO) or a
+Pareto searcher. `make(..., num_objectives>1)` raises rather than silently scalarizing, because
+a policy that converges to one architecture cannot represent a front.
+An infeasible architecture (`+inf`) gets the finite reward `R_lo - max(R_hi - R_lo, |R_lo|, 1)`,
+where `[R_lo, R_hi]` is the range of finite rewards seen so far (this batch included): worse
+than anything feasible by at least the observed spread, so it is pushed away from but never
+turns the update into NaN. Before any finite reward has been seen, every reward is equal and
+the update is zero (apart from the entropy bonus).
+
+Example:
+    >>> from supernet.spaces import get_space
+    >>> searcher = make(get_space("nasbench201"), policy="lstm")
+    >>> state = searcher.init(jax.random.key(0))
+    >>> archs, state = searcher.ask(state, jax.random.key(1))           # [16, 6] int32
+    >>> state = searcher.tell(state, archs, objectives)                 # objectives [16, 1]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from searchers.base import Searcher
+from supernet.spaces.base import SearchSpace
+
+POLICIES = ("categorical", "lstm")
+# Logit of a choice beyond a decision's cardinality: exp underflows to exactly 0, and unlike
+# -inf it keeps `p * log p` finite (0 * -1e9 = 0) in the entropy.
+_MASKED = -1e9
+
+
+class ReinforceState(NamedTuple):
+    """Everything a REINFORCE search carries between rounds (fixed shapes, checkpointable)."""
+
+    params: Any  # policy parameters (pytree of float32 arrays)
+    opt_state: Any  # optax state of `params`
+    baseline: Float[Array, ""]  # EMA of the batch-mean reward
+    adv_var: Float[Array, ""]  # EMA of mean (R - b)^2, the advantage scale
+    reward_lo: Float[Array, ""]  # lowest finite reward seen (+inf before any)
+    reward_hi: Float[Array, ""]  # highest finite reward seen (-inf before any)
+    step: Int[Array, ""]  # number of `tell`s
+
+
+class Policy(NamedTuple):
+    """A distribution over architectures, as three pure functions of its parameters.
+
+    `sample(params, key, n) -> (archs [n, d] int32, log_prob [n])`;
+    `log_prob(params, archs) -> (log_prob [n], entropy [n])` (teacher-forced for the LSTM).
+    """
+
+    init: Callable[[PRNGKeyArray], Any]
+    sample: Callable[[Any, PRNGKeyArray, int], tuple[Array, Array]]
+    log_prob: Callable[[Any, Array], tuple[Array, Array]]
+
+
+# ---------------------------------------------------------------------------- policies
+def _choice_mask(cards: np.ndarray) -> np.ndarray:
+    """`[d, C]` bool: choice `c` exists in decision `i` (C = largest cardinality)."""
+    return np.arange(cards.max())[None, :] < cards[:, None]
+
+
+def _log_softmax_and_entropy(logits: Array) -> tuple[Array, Array]:
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return logp, -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+
+def categorical_policy(cardinalities) -> Policy:
+    """Independent categorical per decision (TuNAS): params `{"logits": [d, C]}`, init uniform."""
+    cards = np.asarray(cardinalities, np.int32)
+    mask = jnp.asarray(_choice_mask(cards))
+
+    def logits_of(params):
+        return jnp.where(mask, params["logits"], _MASKED)
+
+    def init(key):
+        del key  # a uniform start is the unbiased choice; nothing to randomize
+        return {"logits": jnp.zeros(mask.shape, jnp.float32)}
+
+    def log_prob(params, archs):
+        logp, ent = _log_softmax_and_entropy(logits_of(params))  # [d, C], [d]
+        picked = jnp.take_along_axis(logp[None], archs[..., None], axis=-1)[..., 0]  # [n, d]
+        return picked.sum(-1), jnp.broadcast_to(ent.sum(), archs.shape[:1])
+
+    def sample(params, key, n):
+        logits = logits_of(params)
+        archs = jax.random.categorical(key, logits, axis=-1, shape=(n, cards.size)).astype(jnp.int32)
+        return archs, log_prob(params, archs)[0]
+
+    return Policy(init, sample, log_prob)
+
+
+def _lstm_cell(cell, x, h, c):
+    """One LSTM step (Hochreiter & Schmidhuber 1997): gates from `[x, h]`, forget-gated memory."""
+    gates = jnp.concatenate([x, h], axis=-1) @ cell["w"] + cell["b"]
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+def lstm_policy(cardinalities, hidden_size: int = 64, init_scale: float = 0.1) -> Policy:
+    """Autoregressive LSTM controller (Zoph & Le 2017; MNASNet 2019).
+
+    Params: `embed [sum(cards) + 1, H]` (one row per (decision, choice), the last row is the
+    start token), `cell {w [2H, 4H], b [4H]}`, per-decision heads `head_w [d, H, C]`,
+    `head_b [d, C]`. Weights start uniform in `[-init_scale, init_scale]` (Zoph & Le used 0.08),
+    so the first policy is close to uniform; the forget-gate bias starts at 1 so memory is kept.
+    """
+    cards = np.asarray(cardinalities, np.int32)
+    d, hsz = cards.size, hidden_size
+    mask = jnp.asarray(_choice_mask(cards))
+    offsets = jnp.asarray(np.concatenate([[0], np.cumsum(cards)[:-1]]), jnp.int32)
+    start = int(cards.sum())
+
+    def init(key):
+        k = jax.random.split(key, 3)
+        u = lambda kk, shape: jax.random.uniform(kk, shape, jnp.float32, -init_scale, init_scale)
+        bias = jnp.zeros(4 * hsz, jnp.float32).at[hsz:2 * hsz].set(1.0)
+        return {
+            "embed": u(k[0], (start + 1, hsz)),
+            "cell": {"w": u(k[1], (2 * hsz, 4 * hsz)), "b": bias},
+            "head_w": u(k[2], (d, hsz, int(cards.max()))),
+            "head_b": jnp.zeros((d, int(cards.max())), jnp.float32),
+        }
+
+    def unroll(params, n, key=None, archs=None):
+        """Scan over decisions; samples when `archs is None`, else scores the given `archs`."""
+        keys = jax.random.split(key, d) if key is not None else jnp.zeros((d,), jnp.uint32)
+        forced = archs.T if archs is not None else jnp.zeros((d, n), jnp.int32)
+
+        def step(carry, xs):
+            h, c, prev = carry
+            w, b, m, off, k, a_forced = xs
+            h, c = _lstm_cell(params["cell"], params["embed"][prev], h, c)
+            logp, ent = _log_softmax_and_entropy(jnp.where(m, h @ w + b, _MASKED))  # [n, C], [n]
+            a = jax.random.categorical(k, logp, axis=-1).astype(jnp.int32) if archs is None else a_forced
+            lp = jnp.take_along_axis(logp, a[:, None], axis=-1)[:, 0]
+            return (h, c, off + a), (a, lp, ent)
+
+        zeros = jnp.zeros((n, hsz), jnp.float32)
+        carry = (zeros, zeros, jnp.full((n,), start, jnp.int32))
+        xs = (params["head_w"], params["head_b"], mask, offsets, keys, forced)
+        _, (a, lp, ent) = jax.lax.scan(step, carry, xs)
+        return a.T, lp.sum(0), ent.sum(0)
+
+    def sample(params, key, n):
+        archs, lp, _ = unroll(params, n, key=key)
+        return archs, lp
+
+    def log_prob(params, archs):
+        _, lp, ent = unroll(params, archs.shape[0], archs=archs)
+        return lp, ent
+
+    return Policy(init, sample, log_prob)
+
+
+# ---------------------------------------------------------------------------- rewards
+def rewards_from_objectives(objectives: Float[Array, "n"], lo: Array, hi: Array) -> tuple[Array, Array, Array]:
+    """`R = -objective`, infeasible rows replaced by a finite penalty (module docstring).
+
+    Returns `(rewards [n], lo, hi)` with the running finite-reward range updated by this batch.
+    """
+    feasible = jnp.isfinite(objectives)
+    raw = jnp.where(feasible, -objectives, 0.0)
+    lo = jnp.minimum(lo, jnp.min(jnp.where(feasible, raw, jnp.inf)))
+    hi = jnp.maximum(hi, jnp.max(jnp.where(feasible, raw, -jnp.inf)))
+    seen = jnp.isfinite(lo)
+    safe_lo = jnp.where(seen, lo, 0.0)
+    margin = jnp.maximum(jnp.where(seen, hi - lo, 0.0), jnp.maximum(jnp.abs(safe_lo), 1.0))
+    return jnp.where(feasible, raw, safe_lo - margin), lo, hi
+
+
+# ---------------------------------------------------------------------------- searcher
+def make(
+    space: SearchSpace,
+    *,
+    num_objectives: int = 1,
+    batch_size: int = 16,
+    policy: str = "categorical",
+    learning_rate: float | None = None,
+    baseline_decay: float = 0.95,
+    entropy_weight: float = 0.0,
+    normalize: bool = True,
+    hidden_size: int = 64,
+) -> Searcher:
+    """A REINFORCE searcher over `space` (jitted `ask`/`tell`; module docstring for the loss).
+
+    `learning_rate` (Adam) defaults to 0.15 for `"categorical"` (a step moves logits directly)
+    and 0.005 for `"lstm"` (Zoph & Le used 6e-4 with far larger budgets). `baseline_decay` is
+    the EMA decay of the baseline (TuNAS: 0.95); `entropy_weight` is beta.
+    """
+    if num_objectives != 1:
+        raise ValueError(
+            f"reinforce optimizes one scalar reward, got num_objectives={num_objectives}; fold "
+            "latency into one objective (searchers.objectives, e.g. MNASNet's acc*(lat/T)^w) or "
+            "use a Pareto searcher (bo with ParEGO, nsga2) for a front"
+        )
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; policies: {', '.join(POLICIES)}")
+    if not 0.0 <= baseline_decay < 1.0:
+        raise ValueError(f"baseline_decay must be in [0, 1), got {baseline_decay}")
+    cards = space.cardinalities
+    if policy == "categorical":
+        pol, default_lr = categorical_policy(cards), 0.15
+    else:
+        pol, default_lr = lstm_policy(cards, hidden_size), 0.005
+    opt = optax.adam(default_lr if learning_rate is None else learning_rate)
+
+    def init(key: PRNGKeyArray) -> ReinforceState:
+        params = pol.init(key)
+        f32 = lambda v: jnp.asarray(v, jnp.float32)
+        return ReinforceState(params, opt.init(params), f32(0.0), f32(0.0), f32(jnp.inf), f32(-jnp.inf),
+                              jnp.asarray(0, jnp.int32))
+
+    def ask(state: ReinforceState, key: PRNGKeyArray) -> tuple[Int[Array, "n d"], ReinforceState]:
+        archs, _ = pol.sample(state.params, key, batch_size)
+        return archs, state
+
+    def tell(state: ReinforceState, archs: Int[Array, "n d"], objectives: Float[Array, "n m"]) -> ReinforceState:
+        archs = jnp.asarray(archs, jnp.int32)
+        objectives = jnp.asarray(objectives, jnp.float32).reshape(archs.shape[0], -1)[:, 0]
+        # Before any finite reward, the moving averages hold nothing: start them from this batch.
+        fresh = ~jnp.isfinite(state.reward_lo)
+        rewards, lo, hi = rewards_from_objectives(objectives, state.reward_lo, state.reward_hi)
+        mean_r = rewards.mean()
+        baseline = jnp.where(fresh, mean_r, state.baseline)
+        adv = rewards - baseline
+        adv_var = jnp.where(fresh, jnp.mean(adv**2),
+                            baseline_decay * state.adv_var + (1 - baseline_decay) * jnp.mean(adv**2))
+        if normalize:
+            # v >= (1 - decay) mean(adv^2) after the update, so |A| <= sqrt(n / (1 - decay)).
+            adv = adv / jnp.sqrt(adv_var + 1e-12)
+        adv = jax.lax.stop_gradient(adv)
+
+        def loss_fn(params):
+            logp, ent = pol.log_prob(params, archs)
+            return -jnp.mean(adv * logp) - entropy_weight * jnp.mean(ent)
+
+        grads = jax.grad(loss_fn)(state.params)
+        updates, opt_state = opt.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_baseline = jnp.where(fresh, mean_r, baseline_decay * baseline + (1 - baseline_decay) * mean_r)
+        return ReinforceState(params, opt_state, new_baseline, adv_var, lo, hi, state.step + 1)
+
+    return Searcher(
+        name=f"reinforce-{policy}",
+        init=jax.jit(init),
+        ask=jax.jit(ask),
+        tell=jax.jit(tell),
+        batch_size=batch_size,
+        num_objectives=1,
+    )
+
