@@ -5,11 +5,14 @@ Runbook:
     OPENBLAS_NUM_THREADS=1 python experiments/searchers.py --out experiments/results    # the committed run
     python experiments/searchers.py --devices raspi4 --budgets 50,100,300 --seeds 3 --peers none  # ~1 min
     python experiments/searchers.py --searchers random,nsga2 --json    # one JSON object on stdout
+    python experiments/searchers.py --render experiments/results      # re-write md and PNGs from the JSON
 
 `--out DIR` writes `searchers.json` (every run and every summary), `searchers.md` (the command
 first, then the tables), `searchers_ratio.png` (median ratio vs budget, IQR shaded, one panel
 per device), `searchers_pareto.png` (true front and the fronts found at budget 300, seed 0) and
-`searchers_regret.png` (constrained regret vs budget). Without `--out` only stdout is written:
+`searchers_regret.png` (constrained regret vs budget), and `searchers_units.jsonl` as the run goes
+(one line per finished unit of work; `--resume` reuses them after an interruption). Without
+`--out` only stdout is written:
 the tables (or, with `--json`, one JSON object). Progress goes to stderr.
 
 What is measured, per device of `latency_ms.csv` (`--devices`, default all ten):
@@ -50,16 +53,22 @@ documented discrete recipe: integer random sampling, SBX(eta=3) and PM(eta=3) wi
 repair, duplicates eliminated; constrained: `G = lat - T`). They see the same objective
 vectors as ours. Like our driver, a peer's budget counts distinct architectures: a repeat is
 answered from the history for free; a peer that proposes nothing new for 50 rounds (pymoo
-generations) or 500 trials (Optuna) in a row is stopped, as the driver stops a stalled search.
+generations) or 500 trials (Optuna) in a row is stopped, as the driver stops a stalled search,
+and an Optuna search stops after 3 x its budget trials in all (a time guard: each repeat is a
+trial, and a multi-objective TPE trial costs time linear in the trials so far).
 A peer that is not installed is skipped and the output says so.
 
 Budgets. A search's first b evaluations do not depend on its budget (no searcher or peer reads
 it; the driver only cuts the last batch), so each (method, device, task, seed) runs once, at the
 largest budget, and every smaller budget is read off the prefix of its history. A search that
 stops early (stalled: only repeats) is scored on what it evaluated; such cells are marked `*`.
-`--limit METHOD:max_budget=B,seeds=S,devices=D1+D2,tasks=pareto` restricts an expensive method
-(repeatable); the default limits keep BO (~0.1-0.3 s per ask) within the time of a full run
-on 2 CPU cores and are printed with the results; `--limit bo:none` lifts them.
+`--limit METHOD[/TASK]:max_budget=B,seeds=S,devices=D1+D2` restricts an expensive method, or
+one task of it (repeatable; `METHOD:none` lifts its limits). The default limits (`DEFAULT_LIMITS`
+below, with the timings that motivated them) keep the full run at about 12 minutes with
+`--workers 2` on 2 CPU cores, and are printed with the results: BO to budget 300 with 5 seeds,
+and Optuna's TPE (Pareto) to 300 with 3 seeds, on raspi4, pixel3 and 1080ti_1 only; TPE
+(constrained) to 300 with 5 seeds and Optuna's NSGA-II (constrained) to 300, on every device.
+`--workers N` runs (device, method, task) units in N processes; results do not depend on it.
 
 Set OPENBLAS_NUM_THREADS=1 on 2-core machines (see searchers/bo.py; the script sets it if unset).
 """
@@ -74,12 +83,13 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before scipy's LAPACK loads (searchers/bo.py)
 
@@ -106,9 +116,22 @@ RHO = 0.05  # augmented Chebyshev (ParEGO's value, as searchers/bo.py)
 WEIGHT_STREAM = 201  # second entropy word of the per-seed weight generator
 PEER_PATIENCE_ROUNDS = 50  # pymoo generations without a new architecture (the driver's default)
 PEER_PATIENCE_TRIALS = 500  # Optuna trials without a new architecture
-# BO's ask costs 0.1-0.3 s with <= 512 observations and ~1 s beyond (bucket 1024): measured,
-# and chosen so that the full run stays well under 25 minutes on 2 cores.
-DEFAULT_LIMITS = ("bo:max_budget=300,seeds=5",)
+# Optuna trials in all, per search, as a multiple of its (largest) budget: a time guard. Every
+# repeat is an Optuna trial, and a multi-objective TPE trial costs time linear in the trials so
+# far; on 1080ti_1 TPE had made 2,200 trials for 242 distinct cells after 135 s (one seed).
+PEER_TRIAL_FACTOR = 3
+# The expensive methods run on a subset, so that the full run stays well under 25 minutes on
+# 2 cores (measured on raspi4, one core, per search): BO 9 s to 300 evaluations, 85 s to 1000
+# (its GP grows to a 1024 bucket); Optuna's multi-objective TPE 20 s to 300 and over 12 min to
+# 1000; TPE constrained 2 s to 300, 16 s to 1000; Optuna NSGA-II constrained 0.4 s to 300 and
+# 113 s to 1000 (a converged population proposes thousands of repeats, each an Optuna trial).
+SUBSET_DEVICES = "raspi4+pixel3+1080ti_1"  # an edge CPU, a phone, a GPU
+DEFAULT_LIMITS = (
+    f"bo:max_budget=300,seeds=5,devices={SUBSET_DEVICES}",
+    f"optuna-tpe/pareto:max_budget=300,seeds=3,devices={SUBSET_DEVICES}",
+    "optuna-tpe/constrained:max_budget=300,seeds=5",
+    "optuna-nsga2/constrained:max_budget=300",
+)
 RESULTS_NAME = "searchers"
 
 
@@ -246,10 +269,11 @@ def parse_method(text: str, peer: bool) -> Method:
 
 @dataclasses.dataclass(frozen=True)
 class Limit:
+    """What subset of the grid a method (or one task of it) runs: None = everything asked for."""
+
     max_budget: int | None = None
     seeds: int | None = None
     devices: tuple[str, ...] | None = None
-    tasks: tuple[str, ...] | None = None
 
     def describe(self) -> str:
         parts = []
@@ -259,19 +283,22 @@ class Limit:
             parts.append(f"seeds 0-{self.seeds - 1}")
         if self.devices is not None:
             parts.append(f"devices {', '.join(self.devices)}")
-        if self.tasks is not None:
-            parts.append(f"tasks {', '.join(self.tasks)}")
-        return "; ".join(parts) or "none"
+        return ", ".join(parts) or "the full grid"
 
 
 def parse_limits(items: list[str]) -> dict[str, Limit]:
+    """`METHOD[/TASK]:key=value,...` (or `:none`) -> {"METHOD" or "METHOD/TASK": Limit}; later wins."""
     limits: dict[str, Limit] = {}
     for item in items:
-        method, sep, rest = item.partition(":")
+        key_, sep, rest = item.partition(":")
         if not sep:
-            raise SystemExit(f"--limit {item!r}: expected METHOD:key=value,... or METHOD:none")
+            raise SystemExit(f"--limit {item!r}: expected METHOD[/TASK]:key=value,... or METHOD[/TASK]:none")
+        key_ = key_.strip()
+        if "/" in key_ and key_.split("/", 1)[1] not in TASKS:
+            raise SystemExit(f"--limit {item!r}: the task after '/' must be one of {', '.join(TASKS)}")
         if rest.strip() == "none":
-            limits[method] = Limit()
+            for k in [k for k in limits if k == key_ or k.startswith(key_ + "/")]:
+                del limits[k]
             continue
         kw: dict[str, Any] = {}
         for part in rest.split(","):
@@ -279,12 +306,16 @@ def parse_limits(items: list[str]) -> dict[str, Limit]:
             key = key.strip()
             if key in ("max_budget", "seeds"):
                 kw[key] = int(value)
-            elif key in ("devices", "tasks"):
+            elif key == "devices":
                 kw[key] = tuple(v for v in value.split("+") if v)
             else:
-                raise SystemExit(f"--limit {item!r}: unknown key {key!r} (max_budget, seeds, devices, tasks)")
-        limits[method] = Limit(**kw)
+                raise SystemExit(f"--limit {item!r}: unknown key {key!r} (max_budget, seeds, devices)")
+        limits[key_] = Limit(**kw)
     return limits
+
+
+def limit_for(limits: dict[str, Limit], label: str, task: str) -> Limit:
+    return limits.get(f"{label}/{task}", limits.get(label, Limit()))
 
 
 # ============================================================================ runs
@@ -394,11 +425,15 @@ def run_optuna(sampler_name: str, device: Device, task: str, seed: int, budget: 
         space = device.evaluator.space
         cards = [int(c) for c in space.cardinalities]
         book = _Budgeted(device, task, budget)
-        stale, stop = 0, "budget"
+        stale, stop, trials = 0, "budget", 0
         while not book.done:
             if stale >= PEER_PATIENCE_TRIALS:
                 stop = "stalled"
                 break
+            if trials >= PEER_TRIAL_FACTOR * budget:
+                stop = "trial cap"
+                break
+            trials += 1
             trial = study.ask()
             arch = np.array([[trial.suggest_categorical(f"e{i}", list(range(c))) for i, c in enumerate(cards)]])
             rows, lats, new = book.evaluate(arch)
@@ -565,41 +600,49 @@ def expectation_checks(summary: dict, devices, budgets, ours: list[str], peers: 
 
     big = [b for b in budgets if b >= 100]
     if "random" in ours:
-        misses = []
+        misses, compared = [], 0
         for dev in devices:
             for m in ours:
                 if m == "random":
                     continue
                 for b in big:
                     x, r = med(dev, m, b), med(dev, "random", b)
-                    if x is not None and r is not None and not x > r:
-                        misses.append(f"{m}@{b} on {dev}: {x:.3f} <= random {r:.3f}")
+                    if x is not None and r is not None:
+                        compared += 1
+                        if not x > r:
+                            misses.append(f"{m}@{b} on {dev}: {x:.3f} <= random {r:.3f}")
         checks.append({"claim": "every searcher beats random search (median ratio) at every budget >= 100",
-                       "met": not misses, "misses": misses})
+                       "met": (not misses) if compared else None, "compared": compared, "misses": misses})
     if peers:
-        misses = []
+        misses, compared = [], 0
         for dev in devices:
             for b in budgets:
                 o = [x for m in ours if (x := med(dev, m, b)) is not None]
                 p = [x for m in peers if (x := med(dev, m, b)) is not None]
-                if o and p and not max(o) > max(p):
-                    misses.append(f"{dev}@{b}: best of ours {max(o):.3f} <= best peer {max(p):.3f}")
+                if o and p:
+                    compared += 1
+                    if not max(o) > max(p):
+                        misses.append(f"{dev}@{b}: best of ours {max(o):.3f} <= best peer {max(p):.3f}")
         checks.append({"claim": "the best of ours beats the best peer's median ratio at every budget",
-                       "met": not misses, "misses": misses})
+                       "met": (not misses) if compared else None, "compared": compared, "misses": misses})
     if 300 in budgets:
-        misses = []
+        misses, hits = [], []
         for dev in devices:
             o = [(x, m) for m in ours if (x := med(dev, m, 300)) is not None]
-            if o and max(o)[0] < 0.97:
-                misses.append(f"{dev}: best {max(o)[1]} {max(o)[0]:.3f}")
+            if o:
+                best = max(o)
+                (misses if best[0] < 0.97 else hits).append(f"{dev}: {best[1]} {best[0]:.3f}")
         checks.append({"claim": "the best of ours reaches a median ratio >= 0.97 at 300 evaluations on every device",
-                       "met": not misses, "misses": misses})
+                       "met": (not misses) if misses or hits else None, "compared": len(misses) + len(hits),
+                       "misses": misses, "values": hits + misses})
     for b, lo, hi in ((300, 0.83, 0.90), (1000, 0.90, 0.95)):
         if b in budgets and "random" in ours:
             vals = {dev: med(dev, "random", b) for dev in devices}
-            misses = [f"{d}: {v:.3f}" for d, v in vals.items() if v is not None and not lo <= v <= hi]
-            checks.append({"claim": f"random search at {b} scores about {lo:.2f}-{hi:.2f}", "met": not misses,
-                           "misses": misses})
+            vals = {d: v for d, v in vals.items() if v is not None}
+            misses = [f"{d}: {v:.3f}" for d, v in vals.items() if not lo <= v <= hi]
+            checks.append({"claim": f"random search at {b} scores about {lo:.2f}-{hi:.2f}",
+                           "met": (not misses) if vals else None, "compared": len(vals), "misses": misses,
+                           "values": [f"{d}: {v:.3f}" for d, v in vals.items()]})
     return checks
 
 
@@ -693,10 +736,13 @@ def notes_lines(payload: dict) -> list[str]:
         "prefix (identical to a run with that budget). `*`: some seed stopped before that budget (stalled: only "
         "repeats), scored on what it evaluated.",
         "Peers: Optuna TPESampler / NSGAIISampler (library defaults, seed), pymoo NSGA2 (pop 100, integer "
-        "SBX/PM with rounding, duplicates eliminated); their budget counts distinct architectures (repeats free).",
+        "SBX/PM with rounding, duplicates eliminated); their budget counts distinct architectures (repeats free); "
+        "an Optuna search stops after 500 trials in a row without a new cell or 3 x its budget trials in all "
+        "(time guard; counted as stopping short, `*`).",
     ]
     for method, limit in cfg["limits"].items():
-        lines.append(f"Limited: `{method}` was run on {limit} only (time); its cells use those seeds.")
+        lines.append(f"Limited (time): `{method}` ran {limit} only; its cells use those seeds, and it is "
+                     "absent where no cell is shown.")
     for peer, why in payload["skipped_peers"].items():
         lines.append(f"Skipped peer `{peer}`: {why}.")
     return lines
@@ -710,21 +756,58 @@ def write_markdown(payload: dict, path: Path) -> None:
     lines += [f"- {x}" for x in notes_lines(payload)]
     lines += ["", "## Expectations (from the issue; benchmarks, not tests)", ""]
     for c in payload["checks"]:
-        lines.append(f"- **{'met' if c['met'] else 'NOT met'}**: {c['claim']}"
-                     + (f" (misses: {'; '.join(c['misses'][:12])}{' ...' if len(c['misses']) > 12 else ''})"
-                        if c["misses"] else ""))
+        detail = ""
+        if c.get("values"):
+            detail = f" (per device: {'; '.join(c['values'])})"
+        elif c["misses"]:
+            detail = f" ({len(c['misses'])} of {c['compared']} comparisons missed: {'; '.join(c['misses'][:15])}" \
+                     f"{' ...' if len(c['misses']) > 15 else ''})"
+        elif c.get("compared"):
+            detail = f" ({c['compared']} comparisons)"
+        lines.append(f"- **{_verdict(c)}**: {c['claim']}{detail}")
     if payload["speed"]:
         lines += ["", "## Speed", ""]
         lines += [f"- {k}: {v['value']:.4g}" + (f" ({v['evaluations']} evaluations in {v['seconds']:.2f} s, "
                                                  f"{v['device']})" if "evaluations" in v else
                                                  f" s (batch of {v['batch_size']}; median of 5)")
                   for k, v in payload["speed"].items()]
+    short: dict = {}
+    for r in payload["runs"]:
+        total, stopped, reasons = short.get((r["method"], r["task"]), (0, [], {}))
+        if r["evaluated"] < r["max_budget"]:
+            stopped = stopped + [r["evaluated"]]
+            reasons = {**reasons, r["stop_reason"]: reasons.get(r["stop_reason"], 0) + 1}
+        short[(r["method"], r["task"])] = (total + 1, stopped, reasons)
+    rows = [[m, t, f"{len(st)} / {n}", ", ".join(f"{k} {v}" for k, v in why.items()),
+             f"{int(np.median(st))} ({min(st)}-{max(st)})"] for (m, t), (n, st, why) in short.items() if st]
+    if rows:
+        lines += ["", "## Searches that stopped before their largest budget", "",
+                  "`stalled`: our driver's patience, 50 rounds in a row that proposed only architectures already "
+                  "evaluated (peers: 50 pymoo generations or 500 Optuna trials); `trial cap`: 3 x budget Optuna "
+                  "trials in all.", "",
+                  markdown_table(["method", "task", "runs stopped / runs", "why", "evaluated: median (range)"], rows)]
     lines += ["", "Method wall time (s, all devices, tasks and seeds): " + ", ".join(
         f"{k} {v:.0f}" for k, v in payload["method_seconds"].items())]
     for title, headers, rows in tables(payload):
         lines += ["", f"## {title}", "", markdown_table(headers, rows)]
     lines += ["", "Plots: `searchers_ratio.png`, `searchers_pareto.png`, `searchers_regret.png`.", ""]
     path.write_text("\n".join(lines))
+
+
+def _legend(fig, axes) -> None:
+    """One legend for all panels (every method that drew anywhere), below them."""
+    seen = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, h)
+    if not seen:
+        fig.tight_layout()
+        return
+    ncol = min(len(seen), 6)
+    rows = math.ceil(len(seen) / max(ncol, 1))
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=ncol, fontsize=8)
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, min(0.3, 0.25 * rows / height + 0.02), 1, 1))
 
 
 def plot_all(payload: dict, out_dir: Path) -> list[str]:
@@ -743,7 +826,9 @@ def plot_all(payload: dict, out_dir: Path) -> list[str]:
     written = []
     for task, fname, ylabel in (("pareto", "searchers_ratio.png", "hypervolume ratio"),
                                 ("constrained", "searchers_regret.png", "regret (acc. points)")):
-        fig = Figure(figsize=(3.6 * ncol, 3.0 * nrow + 0.6), dpi=110)
+        if task not in payload["config"]["tasks"]:
+            continue
+        fig = Figure(figsize=(3.6 * ncol, 3.0 * nrow + 0.9), dpi=110)
         FigureCanvasAgg(fig)
         axes = fig.subplots(nrow, ncol, squeeze=False)
         for ax, dev in zip(axes.flat, devs):
@@ -759,24 +844,25 @@ def plot_all(payload: dict, out_dir: Path) -> list[str]:
                 ok = np.isfinite(lo) & np.isfinite(hi)
                 ax.fill_between(np.array(bs)[ok], lo[ok], hi[ok], color=colors[m], alpha=0.12, lw=0)
             ax.set_xscale("log")
+            ax.set_xticks(budgets, [str(b) for b in budgets])
+            ax.minorticks_off()
             if task == "pareto":
                 ax.axhline(0.97, c="0.5", lw=0.8, ls=":")
             else:
                 ax.set_yscale("symlog", linthresh=0.1)
+                ax.set_ylim(bottom=0)
             ax.set_title(dev, fontsize=9)
             ax.set_xlabel("budget (distinct archs)", fontsize=8)
             ax.set_ylabel(ylabel, fontsize=8)
             ax.tick_params(labelsize=7)
         for ax in list(axes.flat)[len(devs):]:
             ax.set_visible(False)
-        handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 9), fontsize=8)
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        _legend(fig, axes)
         fig.savefig(out_dir / fname)
         written.append(fname)
     # Fronts found at budget 300 (or the largest <= 300), seed 0.
     b_show = max([b for b in budgets if b <= 300] or budgets[:1])
-    fig = Figure(figsize=(3.6 * ncol, 3.0 * nrow + 0.6), dpi=110)
+    fig = Figure(figsize=(3.6 * ncol, 3.0 * nrow + 0.9), dpi=110)
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrow, ncol, squeeze=False)
     for ax, dev in zip(axes.flat, devs):
@@ -787,22 +873,62 @@ def plot_all(payload: dict, out_dir: Path) -> list[str]:
         for r in payload["runs"]:
             if r["device"] == dev and r["task"] == "pareto" and r["seed"] == 0 and r.get("fronts"):
                 pts = np.array(r["fronts"].get(str(b_show)) or [[np.nan, np.nan]])
-                ax.step(pts[:, 1], pts[:, 0], where="post", styles[r["method"]], c=colors[r["method"]], lw=0.9,
+                ax.step(pts[:, 1], pts[:, 0], styles[r["method"]], where="post", c=colors[r["method"]], lw=0.9,
                         marker=".", ms=3, label=r["method"])
         ax.set_xscale("log")
-        ax.set_ylim(max(MIN_ACCURACY - 5, tf[:, 0].min()), tf[:, 0].max() + 0.5)
+        box = tf[tf[:, 0] > MIN_ACCURACY]
+        ax.set_xlim(box[:, 1].min() / 1.3, info["reference"]["latency_ms"] * 1.3)
+        ax.set_ylim(MIN_ACCURACY - 1, tf[:, 0].max() + 0.5)
+        from matplotlib.ticker import LogLocator, ScalarFormatter
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter("")
         ax.set_title(f"{dev} (b={b_show}, seed 0)", fontsize=9)
         ax.set_xlabel("latency (ms)", fontsize=8)
         ax.set_ylabel("validation accuracy (%)", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(devs):]:
         ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 10), fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    _legend(fig, axes)
     fig.savefig(out_dir / "searchers_pareto.png")
     written.append("searchers_pareto.png")
     return written
+
+
+# ============================================================================ work units
+_WORKER: dict = {}
+
+
+def _init_worker(data_dir: str, device_names: list[str], methods: list[Method], devices=None) -> None:
+    """Per process: the devices (data loaded once) and our searchers (compiled once)."""
+    devices = devices if devices is not None else load_devices(Path(data_dir), device_names)
+    _WORKER.update(devices=devices, methods=methods, ours=Ours(next(iter(devices.values())).evaluator.space))
+
+
+def _unit_key(unit, methods: list[Method]) -> list:
+    dev_name, i, task, seeds, b_run = unit
+    return [dev_name, methods[i].label, task, seeds, list(b_run)]
+
+
+def _work(unit):
+    """All seeds of one (device, method, task): run records and the seconds spent."""
+    dev_name, i, task, seeds, b_run = unit
+    device, method, ours = _WORKER["devices"][dev_name], _WORKER["methods"][i], _WORKER["ours"]
+    runner = run_peer if method.peer else ours.run
+    records = []
+    start = time.perf_counter()
+    for seed in range(seeds):
+        t = time.perf_counter()
+        acc, lat, evaluated, stop, spec = runner(method, device, task, seed, b_run[-1])
+        acc, lat = np.asarray(acc, np.float64), np.asarray(lat, np.float64)
+        record = {"device": dev_name, "method": method.label, "kind": "peer" if method.peer else "ours",
+                  "task": task, "seed": seed, "objective": spec, "max_budget": b_run[-1], "budgets": b_run,
+                  "evaluated": int(evaluated), "stop_reason": stop,
+                  "values": budget_stats(acc, lat, task, device, b_run), "seconds": time.perf_counter() - t}
+        if task == "pareto" and seed == 0:
+            record["fronts"] = {str(b): front_points(acc[:b], lat[:b]) for b in b_run}
+        records.append(record)
+    return unit, records, time.perf_counter() - start
 
 
 # ============================================================================ main
@@ -820,9 +946,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peers", default=",".join(PEER_NAMES), help=f"comma-separated of {', '.join(PEER_NAMES)}, "
                    "or none")
     p.add_argument("--tasks", default=",".join(TASKS), help="pareto, constrained or both (default both)")
-    p.add_argument("--limit", action="append", default=None, metavar="METHOD:KEY=VALUE,...",
-                   help="restrict a method: max_budget=B, seeds=S, devices=D1+D2, tasks=pareto; METHOD:none "
-                        f"lifts a default (defaults: {' '.join(DEFAULT_LIMITS)})")
+    p.add_argument("--limit", action="append", default=None, metavar="METHOD[/TASK]:KEY=VALUE,...",
+                   help="restrict a method (or one of its tasks): max_budget=B, seeds=S, devices=D1+D2; "
+                        f"METHOD:none lifts the defaults ({' '.join(DEFAULT_LIMITS)})")
+    p.add_argument("--workers", type=int, default=1, help="processes (default 1; results do not depend on it)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the units already in DIR/searchers_units.jsonl (written as a run goes)")
+    p.add_argument("--render", default=None, metavar="DIR",
+                   help="only re-write searchers.md and the PNGs in DIR from its searchers.json (no search)")
     p.add_argument("--no-speed", action="store_true", help="skip the evaluations/second and BO ask timings")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     p.add_argument("--out", default=None, metavar="DIR", help="write searchers.json, searchers.md and PNGs here")
@@ -831,6 +962,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.render:
+        return render(Path(args.render))
     started = time.perf_counter()
     budgets = sorted({int(b) for b in args.budgets.split(",") if b.strip()})
     if not budgets or budgets[0] < 1:
@@ -840,7 +973,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [t for t in args.tasks.split(",") if t]
     if bad := [t for t in tasks if t not in TASKS]:
         raise SystemExit(f"unknown task(s) {bad}; tasks: {', '.join(TASKS)}")
-    methods = [parse_method(s, False) for s in args.searchers.split(",") if s.strip()]
+    methods = [parse_method(s, False) for s in re.split(r",(?![^\[]*\])", args.searchers) if s.strip()]
     peer_specs = [] if args.peers.strip() in ("", "none") else [s for s in args.peers.split(",") if s.strip()]
     skipped: dict[str, str] = {}
     for s in peer_specs:
@@ -855,43 +988,72 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(labels)) != len(labels):
         raise SystemExit(f"a method is listed twice: {labels}")
     limits = parse_limits(list(DEFAULT_LIMITS) + list(args.limit or []))
-    limits = {k: v for k, v in limits.items() if k in labels and v != Limit()}
+    limits = {k: v for k, v in limits.items() if k.split("/")[0] in labels and v != Limit()}
 
-    devices = load_devices(Path(args.data), [d for d in (args.devices or "").split(",") if d] or None)
+    device_names = [d for d in (args.devices or "").split(",") if d] or None
+    devices = load_devices(Path(args.data), device_names)
     space = next(iter(devices.values())).evaluator.space
-    ours = Ours(space)
+    units = []  # (device, method index, task, seeds, budgets): one unit of work
+    for dev_name in devices:
+        for i, method in enumerate(methods):
+            for task in tasks:
+                limit = limit_for(limits, method.label, task)
+                if limit.devices is not None and dev_name not in limit.devices:
+                    continue
+                b_run = [b for b in budgets if b <= (limit.max_budget or budgets[-1])]
+                if b_run:
+                    units.append((dev_name, i, task, min(args.seeds, limit.seeds or args.seeds), b_run))
     runs: list[dict] = []
     method_seconds: dict[str, float] = {m.label: 0.0 for m in methods}
-    for dev_name, device in devices.items():
-        for method in methods:
-            limit = limits.get(method.label, Limit())
-            if limit.devices is not None and dev_name not in limit.devices:
+    log = None  # every finished unit is appended here, so an interrupted run can --resume
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        log_path = Path(args.out) / f"{RESULTS_NAME}_units.jsonl"
+        done = {}
+        if args.resume and log_path.exists():
+            for line in log_path.read_text().splitlines():
+                entry = json.loads(line)
+                done[json.dumps(entry["unit"])] = entry
+        kept = []
+        for unit in units:
+            entry = done.get(json.dumps(_unit_key(unit, methods)))
+            if entry is None:
+                kept.append(unit)
                 continue
-            max_budget = min(budgets[-1], limit.max_budget or budgets[-1])
-            b_run = [b for b in budgets if b <= max_budget]
-            if not b_run:
-                continue
-            t_method = time.perf_counter()
-            for task in tasks:
-                if limit.tasks is not None and task not in limit.tasks:
-                    continue
-                for seed in range(min(args.seeds, limit.seeds or args.seeds)):
-                    t = time.perf_counter()
-                    runner = run_peer if method.peer else ours.run
-                    acc, lat, evaluated, stop, spec = runner(method, device, task, seed, b_run[-1])
-                    acc, lat = np.asarray(acc, np.float64), np.asarray(lat, np.float64)
-                    record = {"device": dev_name, "method": method.label, "kind": "peer" if method.peer else "ours",
-                              "task": task, "seed": seed, "objective": spec, "max_budget": b_run[-1],
-                              "budgets": b_run, "evaluated": int(evaluated), "stop_reason": stop,
-                              "values": budget_stats(acc, lat, task, device, b_run),
-                              "seconds": time.perf_counter() - t}
-                    if task == "pareto" and seed == 0:
-                        record["fronts"] = {str(b): front_points(acc[:b], lat[:b]) for b in b_run}
-                    runs.append(record)
-            dt = time.perf_counter() - t_method
-            method_seconds[method.label] += dt
-            print(f"[{time.perf_counter() - started:7.1f}s] {dev_name:12s} {method.label:22s} {dt:6.1f}s",
-                  file=sys.stderr, flush=True)
+            runs.extend(entry["records"])
+            method_seconds[methods[unit[1]].label] += entry["seconds"]
+        if done:
+            print(f"resumed {len(units) - len(kept)} of {len(units)} units from {log_path}", file=sys.stderr)
+        units = kept
+        log = log_path.open("a" if done else "w")
+    context = (str(args.data), list(devices), methods)
+    if args.workers > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(args.workers, initializer=_init_worker, initargs=context)
+        results = pool.imap_unordered(_work, units)
+    else:
+        _init_worker(*context, devices=devices)
+        pool, results = None, map(_work, units)
+    try:
+        for unit, unit_runs, seconds in results:
+            runs.extend(unit_runs)
+            method_seconds[methods[unit[1]].label] += seconds
+            if log is not None:
+                log.write(json.dumps(_jsonable({"unit": _unit_key(unit, methods), "records": unit_runs,
+                                                "seconds": seconds})) + "\n")
+                log.flush()
+            print(f"[{time.perf_counter() - started:7.1f}s] {unit[0]:12s} {methods[unit[1]].label:22s} "
+                  f"{unit[2]:12s} {unit[3]:2d} seeds to {unit[4][-1]:5d}: {seconds:6.1f}s", file=sys.stderr, flush=True)
+    finally:
+        if log is not None:
+            log.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    order = {(d, m.label, t): k for k, (d, m, t) in enumerate(
+        (d, m, t) for d in devices for m in methods for t in tasks)}
+    runs.sort(key=lambda r: (order[(r["device"], r["method"], r["task"])], r["seed"]))
 
     speed = {} if args.no_speed else measure_speed(space, next(iter(devices.values())), methods)
     summary = summarize(runs, budgets)
@@ -914,7 +1076,8 @@ def main(argv: list[str] | None = None) -> int:
             "scalarization": {"form": "augmented Chebyshev", "rho": RHO,
                               "weights": {str(s): list(seed_weights(s)) for s in range(args.seeds)},
                               "normalization": "hypervolume box of the true front (oracle)"},
-            "peer_patience": {"pymoo_generations": PEER_PATIENCE_ROUNDS, "optuna_trials": PEER_PATIENCE_TRIALS},
+            "peer_patience": {"pymoo_generations": PEER_PATIENCE_ROUNDS, "optuna_trials": PEER_PATIENCE_TRIALS,
+                              "optuna_max_trials": f"{PEER_TRIAL_FACTOR} x budget"},
         },
         "devices": {name: d.describe() for name, d in devices.items()},
         "skipped_peers": skipped,
@@ -940,13 +1103,36 @@ def main(argv: list[str] | None = None) -> int:
             print_text_table(title, headers, rows)
         print()
         for c in checks:
-            print(f"{'met' if c['met'] else 'NOT met'}: {c['claim']}")
+            print(f"{_verdict(c)}: {c['claim']}")
             for miss in c["misses"]:
                 print(f"    {miss}")
         for k, v in speed.items():
             print(f"{k}: {v['value']:.4g}")
         print(f"wall time {payload['wall_s']:.1f} s")
     return 0
+
+
+def render(out_dir: Path) -> int:
+    """Re-write the markdown and the plots of a finished run from its JSON (same numbers)."""
+    payload = _unjson(json.loads((out_dir / f"{RESULTS_NAME}.json").read_text()))
+    write_markdown(payload, out_dir / f"{RESULTS_NAME}.md")
+    plot_all(payload, out_dir)
+    return 0
+
+
+def _unjson(x):
+    """Inverse of `_jsonable` for the infinities it wrote as strings."""
+    if isinstance(x, dict):
+        return {k: _unjson(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_unjson(v) for v in x]
+    if x in ("inf", "-inf", "nan"):
+        return float(x)
+    return x
+
+
+def _verdict(check: dict) -> str:
+    return "not measured" if check["met"] is None else ("met" if check["met"] else "NOT met")
 
 
 def _command(argv) -> str:

@@ -1,0 +1,54 @@
+"""Smoke test of the searcher benchmark script (experiments/searchers.py): one tiny grid, --json."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED_DATA
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "searchers.py"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("experiments_searchers", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "nasbench201" / "cifar10.csv").exists(), reason="needs the shared data")
+def test_benchmark_main_json(capsys):
+    bench = _load_script()
+    code = bench.main(["--data", str(SHARED_DATA), "--devices", "raspi4", "--budgets", "20", "--seeds", "1",
+                       "--searchers", "random,local", "--peers", "none", "--no-speed", "--json"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+
+    assert payload["config"]["budgets"] == [20]
+    assert [m["label"] for m in payload["config"]["methods"]] == ["random", "local"]
+    assert payload["config"]["methods"][1]["pareto_objective"].startswith("chebyshev")
+    device = payload["devices"]["raspi4"]
+    assert device["true_front_in_box"] >= 1 and device["true_hypervolume"] > 0
+    assert 0 < device["latency_bound_ms"] < device["reference"]["latency_ms"]
+
+    runs = payload["runs"]
+    assert {(r["method"], r["task"]) for r in runs} == {
+        (m, t) for m in ("random", "local") for t in ("pareto", "constrained")}
+    for r in runs:
+        assert r["seed"] == 0 and r["budgets"] == [20] and r["evaluated"] == 20
+        (value,) = r["values"]
+        if r["task"] == "pareto":
+            assert 0.0 <= value <= 1.0
+            assert r["fronts"]["20"]  # seed 0 keeps its found front for the plot
+        else:
+            assert value is None or value >= 0.0  # regret in accuracy points (None: nothing feasible)
+
+    for method in ("random", "local"):
+        cell = payload["summary"]["raspi4"]["pareto"][method]["20"]
+        assert 0.0 <= cell["q25"] <= cell["median"] <= cell["q75"] <= 1.0 and cell["n"] == 1
+        assert "20" in payload["summary"]["raspi4"]["constrained"][method]
+    assert isinstance(payload["checks"], list) and payload["skipped_peers"] == {}
