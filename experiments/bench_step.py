@@ -109,7 +109,9 @@ def bench(preset: str, batch_size: int, steps: int, compile_steps: int, seed: in
         run, state = build(config_for(preset, batch_size, name, lut), datasets)
         compiles = count_steps(run, state, batch, compile_steps, seed)
         if name == "uniform":  # its path is drawn uniformly: pin it (own program, not the shared cache)
-            run.method = Method("uniform", lambda a, key, epoch: {"arch": jnp.asarray(arch, jnp.int32)})
+            # to argmax(alpha), a traced value like every other method's sampled path (a constant
+            # would let XLA fold the switches away and time a different program)
+            run.method = Method("uniform", lambda a, key, epoch: {"arch": jnp.argmax(a.alpha, -1).astype(jnp.int32)})
             run._program = _Program(make_steps(run))
         for kind, args in (("weights", weights_args), ("arch", (batch, jnp.int32(0), *hardware_arrays(run)))):
             if kind == "arch" and not run.arch_steps:
@@ -118,7 +120,8 @@ def bench(preset: str, batch_size: int, steps: int, compile_steps: int, seed: in
             fresh = pinned(fresh, arch, space.cardinalities[0])
             ms, _ = median_time(run.steps[kind], fresh, args, steps)
             _, fresh = build(config_for(preset, batch_size, name, lut), datasets)
-            rows.append({"step": f"{name} {kind}", "ms": ms, **memory(run.steps[kind], pinned(fresh, arch, 9), args),
+            fresh = pinned(fresh, arch, space.cardinalities[0])
+            rows.append({"step": f"{name} {kind}", "ms": ms, **memory(run.steps[kind], fresh, args),
                          "compiles": compiles[kind], "compiles_total": compiles["total"]})
     base = rows[0]
     for row in rows:
@@ -169,14 +172,21 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(f"preset {result['preset']}, batch {result['batch_size']}, {result['backend']}, arch {result['arch_str']}")
-    header = ["step", "ms", "time_x", "temp_mb", "temp_x", "peak_mb", "peak_x", "compiles"]
-    print("  ".join(f"{h:>16}" if i == 0 else f"{h:>9}" for i, h in enumerate(header)))
-    for row in result["rows"]:
-        cells = [f"{row['step']:>16}"] + [f"{row[h]:>9.2f}" if isinstance(row[h], float) else f"{row[h]!s:>9}"
-                                           for h in header[1:]]
-        print("  ".join(cells))
+    print(table(result))
     return 0
+
+
+def table(result: dict) -> str:
+    """The result as a fixed-width text table (what `main` prints without `--json`)."""
+    lines = [f"preset {result['preset']}, batch {result['batch_size']}, {result['backend']}, "
+             f"arch {result['arch_str']}"]
+    header = ["step", "ms", "time_x", "temp_mb", "temp_x", "peak_mb", "peak_x", "compiles"]
+    lines.append("  ".join(f"{h:>20}" if i == 0 else f"{h:>9}" for i, h in enumerate(header)))
+    for row in result["rows"]:
+        cells = [f"{row['step']:>20}"] + [f"{row[h]:>9.2f}" if isinstance(row[h], float) else f"{row[h]!s:>9}"
+                                           for h in header[1:]]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
