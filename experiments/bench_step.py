@@ -14,7 +14,8 @@ as `hwnas train` runs it (`supernet.train.make_steps`), on the same batch:
                          uniform's draw is replaced by it), so it is the same work as `subnet`
     <method> arch        the method's architecture step (held-out batch)
 
-Time: median of `--steps` calls after warm-up, each waited for. Memory: XLA's buffer
+Time: median of `--steps` calls after warm-up, each waited for, all rows interleaved (round
+robin) so that load drifting on a shared machine affects every row alike. Memory: XLA's buffer
 assignment for the compiled step (`Compiled.memory_analysis()`): `temp` is activations and
 workspace, `peak` adds arguments and outputs not aliased to donated inputs; the supernet's
 arguments hold every candidate's weights, so `temp` is where "compute follows the active
@@ -66,17 +67,24 @@ def config_for(preset: str, batch_size: int, method: str, lut: str | None, arch=
     return config
 
 
-def median_time(fn, state, args, steps: int, warmup: int = 3):
-    for _ in range(warmup):
-        state, metrics = fn(state, *args)
-        jax.block_until_ready(metrics)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        state, metrics = fn(state, *args)
-        jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3, state
+def interleaved_times(programs: list, steps: int, warmup: int = 3) -> list[float]:
+    """Median ms per program, timed in rounds (one call of each per round).
+
+    On a shared machine the load drifts over minutes; timing the rows one after another would
+    fold that drift into their ratios. Interleaved, every row sees the same conditions.
+    `programs`: [fn, state, args] lists; the donated state is replaced after each call.
+    """
+    times = [[] for _ in programs]
+    for r in range(warmup + steps):
+        for i, program in enumerate(programs):
+            fn, state, args = program
+            start = time.perf_counter()
+            state, metrics = fn(state, *args)
+            jax.block_until_ready(metrics)
+            program[1] = state
+            if r >= warmup:
+                times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) * 1e3 for t in times]
 
 
 def memory(fn, state, args) -> dict:
@@ -100,10 +108,9 @@ def bench(preset: str, batch_size: int, steps: int, compile_steps: int, seed: in
     run, state = build(config_for(preset, batch_size, "uniform", lut, arch=arch), datasets)
     batch = _batch_at(run.train, batch_size, 0, 0, 0)
     weights_args = (batch, jnp.int32(0), jnp.bool_(False))
-    ms, _ = median_time(run.steps["weights"], state, weights_args, steps)
-    _, state = build(config_for(preset, batch_size, "uniform", lut, arch=arch), datasets)
-    rows.append({"step": "subnet", "ms": ms, **memory(run.steps["weights"], state, weights_args), "compiles": "",
+    rows.append({"step": "subnet", **memory(run.steps["weights"], state, weights_args), "compiles": "",
                  "compiles_total": ""})
+    programs = [[run.steps["weights"], state, weights_args]]
 
     for name in METHODS:
         run, state = build(config_for(preset, batch_size, name, lut), datasets)
@@ -118,11 +125,11 @@ def bench(preset: str, batch_size: int, steps: int, compile_steps: int, seed: in
                 continue
             _, fresh = build(config_for(preset, batch_size, name, lut), datasets)
             fresh = pinned(fresh, arch, space.cardinalities[0])
-            ms, _ = median_time(run.steps[kind], fresh, args, steps)
-            _, fresh = build(config_for(preset, batch_size, name, lut), datasets)
-            fresh = pinned(fresh, arch, space.cardinalities[0])
-            rows.append({"step": f"{name} {kind}", "ms": ms, **memory(run.steps[kind], fresh, args),
+            rows.append({"step": f"{name} {kind}", **memory(run.steps[kind], fresh, args),
                          "compiles": compiles[kind], "compiles_total": compiles["total"]})
+            programs.append([run.steps[kind], fresh, args])
+    for row, ms in zip(rows, interleaved_times(programs, steps)):
+        row["ms"] = ms
     base = rows[0]
     for row in rows:
         row["time_x"] = row["ms"] / base["ms"]
