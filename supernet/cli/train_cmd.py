@@ -1,4 +1,8 @@
-"""`hwnas train CONFIG --workdir DIR [--set key=value ...]`: train or resume a run."""
+"""`hwnas train CONFIG --workdir DIR [--set key=value ...]`: train or resume a run.
+
+Supernet and subnet runs go to `supernet.train`; `kind: ofa` runs (progressive shrinking)
+to `supernet.ofa.trainer`.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ def run(args) -> int:
     from supernet.train import train
 
     config = apply_overrides(load_experiment(args.config), args.set)
+    if config.get("kind") == "ofa":
+        return _run_ofa(config, args)
     result = train(config, args.workdir, progress=not args.no_progress)
     space = result.run.space
     summary = {
@@ -36,4 +42,21 @@ def run(args) -> int:
     else:
         for key, value in summary.items():
             print(f"{key}: {value}")
+    return 0
+
+
+def _run_ofa(config: dict, args) -> int:
+    """Progressive shrinking (`kind: ofa`): one line per finished phase."""
+    from supernet.ofa.trainer import train_ofa
+
+    results = train_ofa(config, args.workdir, progress=not args.no_progress)
+    summary = {"workdir": args.workdir, "phases": [r.summary for r in results]}
+    if args.json:
+        print_json(summary)
+        return 0
+    for r in results:
+        acc = r.summary["accuracy"]
+        print(f"{r.phase:>12}: {r.steps} steps, test accuracy largest {acc['largest']:.3f}, "
+              f"smallest {acc['smallest']:.3f}, random mean {r.summary['random_mean']:.3f} "
+              f"(min {r.summary['random_min']:.3f})")
     return 0

@@ -70,7 +70,15 @@ OFA_PRESETS = {
     "imagenet": OFAConfig(),
     "cifar": OFAConfig(stem_stride=1, resolutions=(24, 28, 32), num_classes=10),
     "fashion_mnist": OFAConfig(stem_stride=1, resolutions=(20, 24, 28), in_channels=1, num_classes=10),
-    # A few-second supernet for tests and smoke runs.
+    # One stage of up to two blocks, two kernels and two expands: the smallest network with
+    # every elastic mechanism (strided SE block, skippable residual block, kernel transform,
+    # shared BN); its training step compiles in seconds on CPU (tests, CI's end-to-end runs).
+    "micro": OFAConfig(
+        stem_channels=8, stem_stride=1, first_block_channels=8, widths=(16,), strides=(2,), use_se=(True,),
+        activations=("h_swish",), kernels=(3, 5), expands=(3, 6), depths=(1, 2), final_expand_channels=24,
+        feature_mix_channels=32, resolutions=(8, 12), in_channels=1, num_classes=10,
+    ),
+    # Five stages at small widths: the whole MobileNetV3 structure on 16-20 px images.
     "tiny": OFAConfig(
         stem_channels=8, stem_stride=1, first_block_channels=8, widths=(8, 16, 16, 24, 24),
         final_expand_channels=48, feature_mix_channels=64, resolutions=(16, 20),

@@ -1,0 +1,63 @@
+"""Once-for-All progressive shrinking of the OFA MobileNetV3 supernet on Fashion-MNIST.
+
+Runbook:
+    hwnas train experiments/ofa_ps.py --workdir runs/ofa                  # all six phases, resumable
+    hwnas train experiments/ofa_ps.py --workdir runs/ofa --set ofa.run=kernel   # one phase
+    hwnas train experiments/ofa_ps.py:smoke --workdir /tmp/ofa            # minutes on 2 CPU cores
+    hwnas train experiments/ofa_ps.py:test --workdir /tmp/ofa-test        # `micro` space: CI's end-to-end check
+
+The schedule (`ofa.phases`, see `supernet/ofa/phases.py`) is OFA's: the largest network,
+then elastic kernel {3,5,7}, depth {3,4} then {2,3,4}, expand {4,6} then {3,4,6}, with
+1, 1, 2, 2, 4, 4 subnets per step (gradients summed) and distillation from the largest
+network (`kd_ratio`) after the first phase. Resolution is elastic throughout: each step
+draws one from the preset's set. Each phase writes `WORKDIR/<phase>/result.json` with the
+test accuracy of the largest, the smallest and random subnets after BN recalibration.
+
+OFA trains on ImageNet for 180 + 120 + 25 + 120 + 25 + 120 epochs; the epochs here are
+scaled for the embedded Fashion-MNIST subset and a CPU. `ofa.run` selects one phase (the
+previous one must have finished) or `all`. The phases list the values each dimension may take,
+so changing `space.preset` to one with other kernel/expand/depth sets needs a new
+`ofa_schedule(space, ...)`: the trainer refuses values the space lacks.
+"""
+
+from supernet.ofa.phases import ofa_schedule
+from supernet.spaces import get_space
+
+
+def get_config(arg=None):
+    config = {
+        "kind": "ofa",
+        "seed": 0,
+        "space": {"name": "ofa_mbv3", "preset": "fashion_mnist"},
+        "data": {"dataset": "fashion_mnist_default", "val_fraction": 0.1, "batch_size": 64,
+                 "augment": {"padding": 2, "flip": True}, "limit_train": 0, "limit_test": 0},
+        "schedule": {"steps_per_epoch": 0},
+        "optim": {"name": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 3e-5},
+        "ofa": {"phases": ofa_schedule(get_space("ofa_mbv3", "fashion_mnist"), epochs=[8, 4, 1, 4, 1, 4],
+                                       lrs=[0.1, 0.03, 0.0025, 0.0075, 0.0025, 0.0075]),
+                "run": "all"},
+        "checkpoint": {"every_steps": 200, "keep": 2},
+        "log": {"every_steps": 20},
+        "eval": {"random_subnets": 8, "recalibration_images": 2000},
+    }
+    if arg == "smoke":
+        config["space"]["preset"] = "tiny"
+        config["data"].update(batch_size=64, limit_train=4000, limit_test=1000)
+        config["ofa"]["phases"] = ofa_schedule(get_space("ofa_mbv3", "tiny"), epochs=[6, 2, 1, 1, 1, 1],
+                                               lrs=[0.1, 0.03, 0.01, 0.01, 0.01, 0.01])
+        config["checkpoint"]["every_steps"] = 50
+        config["eval"].update(random_subnets=8, recalibration_images=500)
+    elif arg == "test":
+        config["space"]["preset"] = "micro"
+        config["data"].update(batch_size=16, limit_train=160, limit_test=32, augment={})
+        config["schedule"]["steps_per_epoch"] = 1
+        phases = ofa_schedule(get_space("ofa_mbv3", "micro"), epochs=[1] * 6, lrs=[0.05] * 6)
+        for p in phases:
+            p["subnets_per_step"] = 1  # one program for every phase: one compile per resolution
+        config["ofa"]["phases"] = phases
+        config["checkpoint"]["every_steps"] = 1
+        config["log"]["every_steps"] = 1
+        config["eval"].update(random_subnets=2, recalibration_images=32)
+    elif arg not in (None, ""):
+        raise ValueError(f"unknown variant {arg!r}; use 'smoke', 'test' or nothing")
+    return config

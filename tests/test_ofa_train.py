@@ -1,0 +1,129 @@
+"""Progressive shrinking: phases, sampling within a phase, distillation, exact resume, the CLI."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from supernet.cli import main as cli_main
+from supernet.config import ConfigError, load_experiment
+from supernet.ofa.distill import soft_cross_entropy
+from supernet.ofa.phases import Phase, allowed_mask, extreme_arch, ofa_schedule, sample_archs
+from supernet.ofa.trainer import build, load_phase_state, train_ofa
+from supernet.spaces import get_space
+from supernet.train import load_data
+
+EXPERIMENT = "experiments/ofa_ps.py:test"
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    config = load_experiment(EXPERIMENT)
+    space = get_space("ofa_mbv3", "micro")
+    return load_data(config["data"], 0, max(space.macro.resolutions))
+
+
+def test_phase_masks_follow_ofa_schedule():
+    space = get_space("ofa_mbv3", "tiny")
+    phases = [Phase.from_config(p, "test") for p in ofa_schedule(space, [1] * 6, [0.1] * 6)]
+    assert [p.name for p in phases] == ["largest", "kernel", "depth_34", "depth_234", "expand_46", "expand_346"]
+    assert [p.subnets_per_step for p in phases] == [1, 1, 2, 2, 4, 4]
+    largest = allowed_mask(space, phases[0])
+    assert largest[space.kernel_slice].sum(1).tolist() == [1] * space.num_blocks  # only 7x7
+    assert largest[space.kernel_slice, 2].all() and largest[space.expand_slice, 2].all()
+    depth = allowed_mask(space, phases[2])
+    assert depth[space.depth_slice].tolist() == [[False, True, True]] * space.num_stages
+    final = allowed_mask(space, phases[-1])
+    assert final[: space.resolution_index].all()
+    np.testing.assert_array_equal(extreme_arch(space, final, True), space.cardinalities - 1)
+    np.testing.assert_array_equal(extreme_arch(space, final, False), np.zeros(space.num_decisions))
+    with pytest.raises(ConfigError, match="kernels .* subset"):
+        allowed_mask(space, Phase("bad", 1, 0.1, kernels=(9,)))
+    with pytest.raises(ConfigError, match="unknown key"):
+        Phase.from_config({"name": "x", "epochs": 1, "lr": 0.1, "kernel": [3]}, "ofa.phases[0]")
+
+
+def test_sampling_stays_inside_the_phase():
+    space = get_space("ofa_mbv3", "tiny")
+    phase = Phase("depth", 1, 0.1, kernels=(3, 7), expands=(6,), depths=(3, 4))
+    mask = jnp.asarray(allowed_mask(space, phase))
+    archs = np.asarray(sample_archs(jax.random.key(0), mask, jnp.int32(1), 200))
+    assert set(archs[:, space.kernel_slice].ravel()) == {0, 2}
+    assert set(archs[:, space.expand_slice].ravel()) == {2}
+    assert set(archs[:, space.depth_slice].ravel()) == {1, 2}
+    assert (archs[:, space.resolution_index] == 1).all()
+    again = np.asarray(sample_archs(jax.random.key(0), mask, jnp.int32(1), 200))
+    np.testing.assert_array_equal(archs, again)  # a function of the key
+
+
+def test_distillation_loss_by_hand():
+    student = jnp.array([[1.0, 2.0, 0.0]])
+    teacher = jnp.array([[0.0, 1.0, 3.0]])
+    q = np.exp([0.0, 1.0, 3.0]) / np.exp([0.0, 1.0, 3.0]).sum()
+    logp = np.array([1.0, 2.0, 0.0]) - math.log(np.exp([1.0, 2.0, 0.0]).sum())
+    assert float(soft_cross_entropy(student, teacher)) == pytest.approx(-(q * logp).sum(), rel=1e-6)
+    # Temperature T divides both logits; the teacher gets no gradient.
+    t2 = np.exp(np.array([0.0, 1.0, 3.0]) / 2)
+    logp2 = np.array([0.5, 1.0, 0.0]) - math.log(np.exp([0.5, 1.0, 0.0]).sum())
+    assert float(soft_cross_entropy(student, teacher, 2.0)) == pytest.approx(-(t2 / t2.sum() * logp2).sum(), rel=1e-6)
+    grad = jax.grad(lambda t: soft_cross_entropy(student, t))(teacher)
+    assert float(jnp.abs(grad).max()) == 0.0
+
+
+def _config(first_epochs=2, second_epochs=3):
+    config = load_experiment(EXPERIMENT)
+    config["ofa"]["phases"][0]["epochs"] = first_epochs
+    config["ofa"]["phases"][1]["epochs"] = second_epochs
+    config["ofa"]["phases"] = config["ofa"]["phases"][:2]
+    return config
+
+
+def test_a_phase_resumes_exactly(tmp_path, datasets):
+    config = _config()
+    straight = train_ofa(config, tmp_path / "straight", datasets=datasets, progress=False)
+    assert [r.phase for r in straight] == ["largest", "kernel"]
+    # Interrupted twice: inside the first phase, then inside the second (distillation on).
+    assert train_ofa(config, tmp_path / "split", datasets=datasets, stop_after=1, progress=False) == []
+    first = train_ofa(config, tmp_path / "split", datasets=datasets, stop_after=2, progress=False)
+    assert [r.phase for r in first] == ["largest"]
+    resumed = train_ofa(config, tmp_path / "split", datasets=datasets, progress=False)
+    assert [r.phase for r in resumed] == ["largest", "kernel"]
+
+    run, like = build(config, datasets)
+    a = load_phase_state(run, like, tmp_path / "straight", run.phases[1])
+    b = load_phase_state(run, like, tmp_path / "split", run.phases[1])
+    assert int(a.step) == int(b.step) == 3
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # The teacher of the second phase is the first phase's final network.
+    end_of_first = load_phase_state(run, like, tmp_path / "straight", run.phases[0])
+    for x, y in zip(jax.tree.leaves(a.teacher_params), jax.tree.leaves(end_of_first.params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_phase_order_and_config_errors(tmp_path, datasets):
+    config = _config(1, 1)
+    config["ofa"]["run"] = "kernel"
+    with pytest.raises(ConfigError, match="starts from the end of phase 'largest'"):
+        train_ofa(config, tmp_path / "a", datasets=datasets, progress=False)
+    config["ofa"]["run"] = "nope"
+    with pytest.raises(ConfigError, match="one of the phases"):
+        train_ofa(config, tmp_path / "b", datasets=datasets, progress=False)
+
+
+def test_cli_runs_every_phase(tmp_path, capsys):
+    code = cli_main(["train", EXPERIMENT, "--workdir", str(tmp_path / "ofa"), "--json", "--no-progress"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    names = [p["phase"] for p in out["phases"]]  # the micro space has two values per dimension
+    assert names == ["largest", "kernel", "depth_12", "depth_12_again", "expand_36", "expand_36_again"]
+    for p in out["phases"]:
+        assert set(p["accuracy"]) >= {"largest", "smallest", "random0", "random1"}
+        assert all(0.0 <= a <= 1.0 for a in p["accuracy"].values())
+    assert (tmp_path / "ofa" / "expand_36_again" / "result.json").exists()
+    # A second call finds every phase finished and trains nothing.
+    assert cli_main(["train", EXPERIMENT, "--workdir", str(tmp_path / "ofa"), "--json", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["phases"] == out["phases"]
