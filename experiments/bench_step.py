@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ import numpy as np  # noqa: E402
 from costs.lut import LatencyTable  # noqa: E402
 from supernet.compilation import count_compilations  # noqa: E402
 from supernet.methods import METHOD_NAMES, Method  # noqa: E402
+from supernet.profile import time_steps_interleaved  # noqa: E402
 from supernet.spaces import get_space  # noqa: E402
 from supernet.train import _batch_at, _Program, build, hardware_arrays, make_steps  # noqa: E402
 
@@ -65,26 +65,6 @@ def config_for(preset: str, batch_size: int, method: str, lut: str | None, arch=
     if arch is not None:
         config["subnet"] = {"from": None, "arch": [int(a) for a in arch]}
     return config
-
-
-def interleaved_times(programs: list, steps: int, warmup: int = 3) -> list[float]:
-    """Median ms per program, timed in rounds (one call of each per round).
-
-    On a shared machine the load drifts over minutes; timing the rows one after another would
-    fold that drift into their ratios. Interleaved, every row sees the same conditions.
-    `programs`: [fn, state, args] lists; the donated state is replaced after each call.
-    """
-    times = [[] for _ in programs]
-    for r in range(warmup + steps):
-        for i, program in enumerate(programs):
-            fn, state, args = program
-            start = time.perf_counter()
-            state, metrics = fn(state, *args)
-            jax.block_until_ready(metrics)
-            program[1] = state
-            if r >= warmup:
-                times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) * 1e3 for t in times]
 
 
 def memory(fn, state, args) -> dict:
@@ -128,7 +108,7 @@ def bench(preset: str, batch_size: int, steps: int, compile_steps: int, seed: in
             rows.append({"step": f"{name} {kind}", **memory(run.steps[kind], fresh, args),
                          "compiles": compiles[kind], "compiles_total": compiles["total"]})
             programs.append([run.steps[kind], fresh, args])
-    for row, ms in zip(rows, interleaved_times(programs, steps)):
+    for row, ms in zip(rows, time_steps_interleaved(programs, steps)):
         row["ms"] = ms
     base = rows[0]
     for row in rows:

@@ -10,6 +10,8 @@ import pytest
 
 from supernet.cli import main as cli_main
 from supernet.config import ConfigError, load_experiment
+from supernet.data import normalize
+from supernet.ofa.derive import load_subnet
 from supernet.ofa.distill import soft_cross_entropy
 from supernet.ofa.phases import Phase, allowed_mask, extreme_arch, ofa_schedule, sample_archs
 from supernet.ofa.trainer import build, load_phase_state, train_ofa
@@ -127,3 +129,38 @@ def test_cli_runs_every_phase(tmp_path, capsys):
     # A second call finds every phase finished and trains nothing.
     assert cli_main(["train", EXPERIMENT, "--workdir", str(tmp_path / "ofa"), "--json", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["phases"] == out["phases"]
+
+    # Derive: any subnet of the trained supernet, written as a standalone model.
+    record = {"ks": [3, 5], "e": [6, 3], "d": [2], "r": 12}
+    assert cli_main(["derive", "--workdir", str(tmp_path / "ofa"), "--arch", json.dumps(record),
+                     "--out", str(tmp_path / "sub"), "--json"]) == 0
+    derived = json.loads(capsys.readouterr().out)
+    assert derived["arch"] == record and derived["phase"] == "expand_36_again"
+    subnet = load_subnet(tmp_path / "sub")
+    test = load_data(load_experiment(EXPERIMENT)["data"], 0, 12)[2]
+    logits = subnet(jnp.asarray(normalize(test, test.images)), train=False)
+    accuracy = float(np.mean(np.argmax(np.asarray(logits), -1) == test.labels))
+    assert accuracy == pytest.approx(derived["test_accuracy"], abs=1e-6)
+    assert cli_main(["derive", "--workdir", str(tmp_path / "ofa")]) == 2  # an OFA run needs --arch
+    assert "--arch" in capsys.readouterr().err
+
+
+def test_expand_phases_sort_channels_without_changing_the_function(datasets):
+    from supernet.ofa.trainer import _forward, _sorted_for
+
+    config = load_experiment(EXPERIMENT)
+    run, state = build(config, datasets)
+    # Train-like weights: random project kernels give the channels distinct importances.
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape).astype(np.float32)), state.params)
+    depth_phase, expand_phase = run.phases[3], run.phases[4]
+    same = _sorted_for(run, depth_phase, run.phases[2], params, state.batch_stats)
+    assert same[0] is params  # no sort where the expand set does not grow
+    sorted_params, sorted_stats = _sorted_for(run, expand_phase, depth_phase, params, state.batch_stats)
+    changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(sorted_params))]
+    assert any(changed)
+    x = jnp.asarray(datasets[2].images[:4, :12, :12], jnp.float32) / 255.0
+    arch = jnp.asarray(run.space.cardinalities - 1)
+    before = _forward(run.graphdef, params, state.batch_stats, x, arch, False)[0]
+    after = _forward(run.graphdef, sorted_params, sorted_stats, x, arch, False)[0]
+    np.testing.assert_allclose(np.asarray(after), np.asarray(before), rtol=1e-4, atol=1e-4)

@@ -1,8 +1,12 @@
-"""`hwnas derive --workdir DIR`: the architecture a supernet run selects, with its costs."""
+"""`hwnas derive --workdir DIR`: the architecture a supernet run selects, with its costs.
+
+For a Once-for-All workdir, `--arch '<public OFA record>'` names the subnet to extract: it is
+recalibrated, scored and written as a standalone model (`supernet.ofa.derive`).
+"""
 
 from __future__ import annotations
 
-from supernet.cli.common import print_json
+from supernet.cli.common import CLIError, print_json
 
 
 def register(sub) -> None:
@@ -12,11 +16,21 @@ def register(sub) -> None:
                    help="pick the likeliest of N sampled architectures instead of the argmax")
     p.add_argument("--lut", action="append", default=[], metavar="FILE",
                    help="also cost the architecture with this lookup table (repeatable)")
+    p.add_argument("--arch", help="OFA runs: the subnet to extract, as a JSON record {\"ks\", \"e\", \"d\", \"r\"}")
+    p.add_argument("--out", help="OFA runs: where to write the subnet (default WORKDIR/subnets/<name>)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    saved = Path(args.workdir) / "config.json"
+    if saved.exists() and json.loads(saved.read_text()).get("kind") == "ofa":
+        return _run_ofa(args)
+    if args.arch or args.out:
+        raise CLIError("--arch and --out apply to Once-for-All workdirs; this one holds a supernet search")
     from costs.analytic import analytic_costs
     from costs.lut import LatencyTable
     from supernet.derive import derived_arch, load_supernet
@@ -42,4 +56,28 @@ def run(args) -> int:
           f"peak activation {a['peak_activation_bytes'] / 1024:.1f} KiB")
     for entry in payload["lut"]:
         print(f"{entry['metric']} on {entry['device']}: {entry['cost']:.4f} {entry['unit']}")
+    return 0
+
+
+def _run_ofa(args) -> int:
+    import json
+
+    from supernet.ofa.derive import derive_subnet
+
+    if not args.arch:
+        raise CLIError("an OFA workdir serves any subnet: name one with --arch "
+                       "'{\"ks\": [...], \"e\": [...], \"d\": [...], \"r\": PX}'")
+    try:
+        record = json.loads(args.arch)
+    except json.JSONDecodeError as e:
+        raise CLIError(f"--arch is not valid JSON ({e.msg} at column {e.colno})") from None
+    summary = derive_subnet(args.workdir, record, args.out)
+    if args.json:
+        print_json(summary)
+        return 0
+    a = summary["analytic"]
+    print(f"arch: {summary['arch']} (phase {summary['phase']})")
+    print(f"test accuracy {summary['test_accuracy']:.4f} after BN recalibration; MACs {a['macs'] / 1e6:.3f} M, "
+          f"params {a['params'] / 1e6:.4f} M")
+    print(f"written to {summary['path']}")
     return 0

@@ -2,6 +2,7 @@
 
     for phase in phases:                                   # supernet/ofa/phases.py
         state = final state of the previous phase          # teacher: final state of the first
+        (a phase that widens the expand set first sorts middle channels by importance)
         for step in range(state.step, phase_steps):
             r     = resolution_at(seed, step)              # one resolution per batch
             archs = K subnets sampled within the phase     # traced mask, traced resolution
@@ -40,6 +41,7 @@ from supernet.layers import HostInit
 from supernet.methods import accuracy, cross_entropy
 from supernet.ofa import recalibrate
 from supernet.ofa.distill import soft_cross_entropy
+from supernet.ofa.elastic import sort_channels
 from supernet.ofa.phases import Phase, allowed_mask, extreme_arch, largest_arch, resolution_at, sample_archs
 from supernet.ofa.supernet import OFASupernet
 from supernet.spaces import get_space
@@ -253,8 +255,27 @@ def _start_state(run: OFARun, initial: OFAState, workdir: Path, index: int) -> O
                           f"which has not finished in {workdir}; run it first (ofa.run={previous.name} or all)")
     prev = load_phase_state(run, initial, workdir, previous)
     first = load_phase_state(run, initial, workdir, run.phases[0]) if index > 1 else prev
-    return OFAState(prev.params, prev.batch_stats, run.tx.init(prev.params), jnp.zeros((), jnp.int32),
+    params, stats = _sorted_for(run, run.phases[index], previous, prev.params, prev.batch_stats)
+    return OFAState(params, stats, run.tx.init(params), jnp.zeros((), jnp.int32),
                     _copy(first.params), _copy(first.batch_stats))
+
+
+def _sorted_for(run: OFARun, phase: Phase, previous: Phase, params, stats):
+    """Before a phase that widens the expand set, sort middle channels by importance (OFA).
+
+    Smaller expand ratios take the leading channels, so the most important ones (L1 norm of
+    the project weights) go first; ratios an earlier phase already trained keep their
+    channels in front (`sort_channels`). The sort permutes channels consistently, so the
+    network computes the same function before and after.
+    """
+    values = run.space.macro.expands
+    now, before = set(phase.expands or values), set(previous.expands or values)
+    if now <= before:
+        return params, stats
+    model = nnx.merge(run.graphdef, _copy(params), _copy(stats))  # the sort must not touch the caller's state
+    sort_channels(model, keep_expands=tuple(sorted(before - {max(values)})))
+    _, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    return params, stats
 
 
 def _copy(tree):
