@@ -1,7 +1,8 @@
 """OFA supernet: step time vs the standalone subnet, compute following the subnet, compile count.
 
 Runbook:
-    python experiments/bench_ofa.py                       # fashion_mnist preset, batch 64, table
+    python experiments/bench_ofa.py --preset micro        # minutes on CPU (committed results)
+    python experiments/bench_ofa.py                       # fashion_mnist preset: for a GPU (CPU compiles take long)
     python experiments/bench_ofa.py --json                # the same as one JSON object
     python experiments/bench_ofa.py --preset tiny --steps 5 --compile-steps 10   # seconds, CI
 
