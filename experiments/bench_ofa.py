@@ -4,7 +4,7 @@ Runbook:
     python experiments/bench_ofa.py --preset micro        # minutes on CPU (committed results)
     python experiments/bench_ofa.py                       # fashion_mnist preset: for a GPU (CPU compiles take long)
     python experiments/bench_ofa.py --json                # the same as one JSON object
-    python experiments/bench_ofa.py --preset tiny --steps 5 --compile-steps 10   # seconds, CI
+    python experiments/bench_ofa.py --preset micro --steps 3 --compile-steps 10  # a quick check
 
 Rows (each a training step: forward, backward, optimizer update, on the same batch):
 
