@@ -157,14 +157,7 @@ def run(args) -> int:
         bar.close()
     path = table.save(args.out)
 
-    validation = None
-    if args.validate:
-        bar, update = _progress_bar("validating")
-        try:
-            validation = profile.validate_table(table, space, args.validate, key=jax.random.key(args.seed),
-                                                batch_size=args.batch_size, progress=update, **timing)
-        finally:
-            bar.close()
+    validation = _validate(profile.validate_table, table, space, args, timing)
 
     if args.json:
         summary = None if validation is None else {
@@ -235,14 +228,7 @@ def _run_ofa(args, config) -> int:
             raise CLIError(f"--merge: {e} ({args.out} left unchanged)") from None
     path = table.save(args.out)
 
-    validation = None
-    if args.validate:
-        bar, update = _progress_bar("validating")
-        try:
-            validation = profile_ofa.validate_ofa_table(table, space, args.validate, key=jax.random.key(args.seed),
-                                                        batch_size=args.batch_size, progress=update, **timing)
-        finally:
-            bar.close()
+    validation = _validate(profile_ofa.validate_ofa_table, table, space, args, timing)
 
     fixed = {str(px): float(table.fixed[config.resolutions.index(px)]) for px in table.profiled_resolutions}
     if args.json:
@@ -279,3 +265,17 @@ def _run_ofa(args, config) -> int:
         print(f"\n{s.n} subnets: MAPE {s.mape_pct:.1f}%, max error {s.max_error_pct:.1f}%, "
               f"bias {s.bias_pct:+.1f}%, Kendall tau {s.kendall_tau:.3f}")
     return 0
+
+
+def _validate(validate_fn, table, space, args, timing):
+    """`--validate N`: N whole random subnets measured against the table (None without it)."""
+    import jax
+
+    if not args.validate:
+        return None
+    bar, update = _progress_bar("validating")
+    try:
+        return validate_fn(table, space, args.validate, key=jax.random.key(args.seed), batch_size=args.batch_size,
+                           progress=update, **timing)
+    finally:
+        bar.close()
