@@ -285,3 +285,41 @@ def plot_pareto(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
+
+
+# ---------------------------------------------------------------------------- scalarization
+CHEBYSHEV_RHO = 0.05  # augmented Chebyshev (ParEGO's value, Knowles 2006)
+
+
+def rank_normalize(objectives: Float[Array, "n m"], valid: Bool[Array, "n"]) -> Float[Array, "n m"]:
+    """Each column mapped to its empirical CDF over the valid feasible rows, in `[0, 1]`.
+
+    `f~_ij = #{k valid, feasible : f_kj < f_ij} / max(#valid feasible - 1, 1)`. A rank transform
+    is invariant to any increasing transform of an objective (latency or log latency, accuracy
+    in % or as a fraction), needs no knowledge of the front, and is not squashed by a long tail
+    (a few 10%-accuracy cells would compress min-max normalized accuracy of every good cell
+    into a sliver near 0). Infeasible or invalid rows come out as `+inf`. O(m n log n).
+    """
+    ok = valid & jnp.all(jnp.isfinite(objectives), axis=-1)
+    f = jnp.where(ok[:, None], objectives, jnp.inf)
+    # Strictly smaller entries of each column: a sort and a binary search, O(n log n).
+    below = jax.vmap(lambda col: jnp.searchsorted(jnp.sort(col), col, side="left"), in_axes=1, out_axes=1)(f)
+    norm = below.astype(jnp.float32) / jnp.maximum(ok.sum() - 1, 1).astype(jnp.float32)
+    return jnp.where(ok[:, None], norm, jnp.inf)
+
+
+def chebyshev(normalized: Float[Array, "... m"], weights: Float[Array, "... m"],
+              rho: float = CHEBYSHEV_RHO) -> Float[Array, "..."]:
+    """Augmented Chebyshev `max_j w_j f~_j + rho sum_j w_j f~_j` (broadcasting; `+inf` stays `+inf`).
+
+    Every Pareto-optimal point minimizes it for some weights, including points in concave
+    parts of the front, which a weighted sum never reaches (Miettinen 1999, Thm 3.4.5).
+    """
+    bad = ~jnp.all(jnp.isfinite(normalized), axis=-1)
+    wf = jnp.where(jnp.isfinite(normalized), normalized, 0.0) * weights
+    return jnp.where(bad, jnp.inf, wf.max(-1) + rho * wf.sum(-1))
+
+
+def random_weights(key, n: int, m: int) -> Float[Array, "n m"]:
+    """`n` weight vectors uniform on the simplex (Dirichlet(1, ..., 1))."""
+    return jax.random.dirichlet(key, jnp.ones((m,), jnp.float32), shape=(n,))

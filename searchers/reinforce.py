@@ -25,11 +25,26 @@ Two policies (option `policy`):
   Each decision has its own head; heads share one width (the largest cardinality) and logits
   beyond a decision's cardinality are masked, so one scan serves mixed cardinalities (ofa_mbv3).
 
-Rewards. The searcher is scalar (`m = 1`): `R = -objective` (objectives are minimized). For an
-accuracy-latency trade-off, fold latency into the scalar objective first (`searchers.objectives`:
-MNASNet's `acc * (lat/T)^w`, TuNAS's absolute reward); for a Pareto front use `bo` (ParEGO) or a
-Pareto searcher. `make(..., num_objectives>1)` raises rather than silently scalarizing, because
-a policy that converges to one architecture cannot represent a front.
+Rewards. With one objective (`m = 1`), `R = -objective` (objectives are minimized); an
+accuracy-latency trade-off can be folded into it first (`searchers.objectives`: MNASNet's
+`acc * (lat/T)^w`, TuNAS's absolute reward). With several (`m > 1`) the reward is a
+dominance-based fitness (the ranking of Fonseca & Fleming's MOGA, ICGA 1993): against a memory
+`M` of the last `reference` objective vectors told (this batch included),
+
+    R(a) = -#{y in M : y dominates f(a)} / |M|
+
+so every architecture on the front of what has been seen scores the maximum 0, whatever its
+trade-off, and the policy is pushed towards the whole front rather than one point of it.
+
+Exploration. A policy-gradient controller at a budget of a few hundred evaluations collapses
+onto a few architectures and then only re-proposes them (repeats the driver answers for free,
+so the search stalls). Two remedies, both on by default: the entropy bonus `beta` above, and
+never re-proposing (`avoid_repeats`): the state keeps the keys of every architecture told
+(`searchers.memory`); a sample told before, or repeated in the batch, is redrawn from the policy
+up to `max_tries` times and then replaced by a uniform random architecture not told before
+(an epsilon-greedy fallback). The update uses the architectures actually told, so it remains
+the score-function gradient of the policy on its own samples whenever the policy still has
+unseen architectures to offer.
 An infeasible architecture (`+inf`) gets the finite reward `R_lo - max(R_hi - R_lo, |R_lo|, 1)`,
 where `[R_lo, R_hi]` is the range of finite rewards seen so far (this batch included): worse
 than anything feasible by at least the observed spread, so it is pushed away from but never
@@ -55,6 +70,8 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from searchers.base import Searcher
+from searchers.memory import DEFAULT_CAPACITY, Seen, arch_keys, is_repeat, redraw_new, seen_add, seen_init
+from searchers.pareto import dominance_matrix
 from supernet.spaces.base import SearchSpace
 
 POLICIES = ("categorical", "lstm")
@@ -73,6 +90,9 @@ class ReinforceState(NamedTuple):
     reward_lo: Float[Array, ""]  # lowest finite reward seen (+inf before any)
     reward_hi: Float[Array, ""]  # highest finite reward seen (-inf before any)
     step: Int[Array, ""]  # number of `tell`s
+    seen: Seen  # keys of every architecture told (searchers.memory)
+    reference: Float[Array, "r m"]  # last objective vectors told (m > 1 rewards; +inf: empty)
+    uniform: Int[Array, ""]  # proposals that fell back to a uniform random architecture
 
 
 class Policy(NamedTuple):
@@ -212,22 +232,25 @@ def make(
     policy: str = "categorical",
     learning_rate: float | None = None,
     baseline_decay: float = 0.95,
-    entropy_weight: float = 0.0,
+    entropy_weight: float = 0.05,
     normalize: bool = True,
     hidden_size: int = 64,
+    avoid_repeats: bool = True,
+    max_tries: int = 20,
+    memory: int = DEFAULT_CAPACITY,
+    reference: int = 512,
 ) -> Searcher:
     """A REINFORCE searcher over `space` (jitted `ask`/`tell`; module docstring for the loss).
 
     `learning_rate` (Adam) defaults to 0.15 for `"categorical"` (a step moves logits directly)
     and 0.005 for `"lstm"` (Zoph & Le used 6e-4 with far larger budgets). `baseline_decay` is
-    the EMA decay of the baseline (TuNAS: 0.95); `entropy_weight` is beta.
+    the EMA decay of the baseline (TuNAS: 0.95); `entropy_weight` is beta (0.05 keeps the
+    policy exploring at budgets of hundreds). `avoid_repeats`/`max_tries`/`memory`: redraw
+    samples told before (module docstring); `reference`: rows of the dominance memory (m > 1).
     """
-    if num_objectives != 1:
-        raise ValueError(
-            f"reinforce optimizes one scalar reward, got num_objectives={num_objectives}; fold "
-            "latency into one objective (searchers.objectives, e.g. MNASNet's acc*(lat/T)^w) or "
-            "use a Pareto searcher (bo with ParEGO, nsga2) for a front"
-        )
+    if num_objectives < 1:
+        raise ValueError(f"num_objectives must be >= 1, got {num_objectives}")
+    m = num_objectives
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; policies: {', '.join(POLICIES)}")
     if not 0.0 <= baseline_decay < 1.0:
@@ -243,15 +266,39 @@ def make(
         params = pol.init(key)
         f32 = lambda v: jnp.asarray(v, jnp.float32)
         return ReinforceState(params, opt.init(params), f32(0.0), f32(0.0), f32(jnp.inf), f32(-jnp.inf),
+                              jnp.asarray(0, jnp.int32), seen_init(space, memory),
+                              jnp.full((reference if m > 1 else 1, m), jnp.inf, jnp.float32),
                               jnp.asarray(0, jnp.int32))
 
     def ask(state: ReinforceState, key: PRNGKeyArray) -> tuple[Int[Array, "n d"], ReinforceState]:
-        archs, _ = pol.sample(state.params, key, batch_size)
-        return archs, state
+        if not avoid_repeats:
+            archs, _ = pol.sample(state.params, key, batch_size)
+            return archs, state
+        k_pol, k_uni = jax.random.split(key)
+        archs, _ = redraw_new(lambda k: pol.sample(state.params, k, batch_size)[0], k_pol, space, state.seen,
+                              max_tries)
+        stuck = is_repeat(space, state.seen, archs)
+        uniform, _ = redraw_new(lambda k: space.sample(k, batch_size), k_uni, space, state.seen, max_tries)
+        archs = jnp.where(stuck[:, None], uniform, archs)
+        return archs, state._replace(uniform=state.uniform + jnp.sum(stuck, dtype=jnp.int32))
 
     def tell(state: ReinforceState, archs: Int[Array, "n d"], objectives: Float[Array, "n m"]) -> ReinforceState:
         archs = jnp.asarray(archs, jnp.int32)
-        objectives = jnp.asarray(objectives, jnp.float32).reshape(archs.shape[0], -1)[:, 0]
+        n = archs.shape[0]
+        objectives = jnp.asarray(objectives, jnp.float32).reshape(n, m)
+        reference_objs = state.reference
+        if m > 1:
+            # Dominance fitness against the last `reference` vectors told, this batch included.
+            feasible = jnp.all(jnp.isfinite(objectives), axis=1)
+            objs = jnp.where(feasible[:, None], objectives, jnp.inf)
+            reference_objs = jnp.concatenate([state.reference, objs])[-state.reference.shape[0]:]
+            valid = jnp.all(jnp.isfinite(reference_objs), axis=1)
+            dom = dominance_matrix(jnp.concatenate([reference_objs, objs]))[: reference_objs.shape[0],
+                                                                            reference_objs.shape[0]:]
+            count = jnp.sum(dom & valid[:, None], axis=0)
+            objectives = jnp.where(feasible, count / jnp.maximum(valid.sum(), 1), jnp.inf)
+        else:
+            objectives = objectives[:, 0]
         # Before any finite reward, the moving averages hold nothing: start them from this batch.
         fresh = ~jnp.isfinite(state.reward_lo)
         rewards, lo, hi = rewards_from_objectives(objectives, state.reward_lo, state.reward_hi)
@@ -273,7 +320,9 @@ def make(
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new_baseline = jnp.where(fresh, mean_r, baseline_decay * baseline + (1 - baseline_decay) * mean_r)
-        return ReinforceState(params, opt_state, new_baseline, adv_var, lo, hi, state.step + 1)
+        seen = seen_add(state.seen, arch_keys(space, archs)) if avoid_repeats else state.seen
+        return ReinforceState(params, opt_state, new_baseline, adv_var, lo, hi, state.step + 1, seen,
+                              reference_objs, state.uniform)
 
     return Searcher(
         name=f"reinforce-{policy}",
@@ -281,6 +330,6 @@ def make(
         ask=jax.jit(ask),
         tell=jax.jit(tell),
         batch_size=batch_size,
-        num_objectives=1,
+        num_objectives=m,
     )
 

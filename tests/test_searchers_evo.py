@@ -202,14 +202,83 @@ def test_evolution_ages_out_the_oldest_but_remembers_the_best():
     assert float(state.best_objective) == 0.0 and int(state.size) == 4
 
 
-def test_scalar_searchers_refuse_several_objectives():
-    for make in (evolution.make, local.make):
-        with pytest.raises(ValueError, match="nsga2"):
-            make(NB201, num_objectives=2)
+def test_nsga2_checks_the_told_objectives():
     searcher = nsga2.make(NB201, num_objectives=3)
     archs, state = searcher.ask(searcher.init(jax.random.key(0)), jax.random.key(1))
     with pytest.raises(ValueError, match="objectives"):
         searcher.tell(state, archs, jnp.zeros((archs.shape[0], 2)))
+
+
+# ---------------------------------------------------------------------------- never a repeat
+@pytest.mark.parametrize("name", ["evolution", "nsga2", "local-pareto"])
+def test_no_proposal_repeats_an_evaluated_architecture(name):
+    # A tiny 2-decision space region would exhaust fast; on NB201 a converging search keeps
+    # proposing new cells: 30 rounds, every proposal distinct from all earlier ones.
+    if name == "evolution":
+        searcher, evaluate = evolution.make(NB201, population=10, sample_size=5, batch_size=10), hamming
+    elif name == "nsga2":
+        searcher, evaluate = nsga2.make(NB201, num_objectives=2, population=10), cost_quality
+    else:
+        searcher, evaluate = local.make(NB201, num_objectives=2, batch_size=10), cost_quality
+    _, asked = search(searcher, evaluate, seed=0, rounds=30)
+    rows = [tuple(a) for b in asked for a in b]
+    assert len(set(rows)) == len(rows) == 300
+
+
+def test_evolution_counts_repeats_it_could_not_avoid():
+    # Four feasible cells in the whole space, all told: nothing new and feasible is left, so
+    # every child is a visible repeat (a feasible copy) or falls back to its parent.
+    cells = jnp.array([[i, j, 0, 0, 0, 0] for i in range(2) for j in range(2)], jnp.int32)
+    feasible = lambda a: jnp.all(a[:, 2:] == 0, axis=1) & (a[:, 0] < 2) & (a[:, 1] < 2)
+    searcher = evolution.make(NB201, population=4, sample_size=2, batch_size=4, feasible=feasible, max_tries=10)
+    state = searcher.tell(searcher.init(jax.random.key(0)), cells, hamming(cells))
+    kids, state = searcher.ask(state, jax.random.key(1))
+    assert {tuple(map(int, a)) for a in np.asarray(kids)} <= {tuple(map(int, a)) for a in np.asarray(cells)}
+    assert int(state.repeats) + int(state.fallbacks) == 4
+
+
+# ---------------------------------------------------------------------------- several objectives
+def test_pareto_local_search_finds_the_true_front():
+    true = front_set(cost_quality(jnp.asarray(NB201.enumerate())))
+    searcher = local.make(NB201, num_objectives=2, batch_size=8)
+    assert searcher.num_objectives == 2
+    told = []
+    evaluate = lambda a: told.append(cost_quality(a)) or told[-1]
+    state, asked = search(searcher, evaluate, seed=0, rounds=150,
+                          stop=lambda s: front_set(np.concatenate(told)) >= true)
+    found = front_set(np.concatenate(told))
+    assert found == true, sorted(true - found)
+    assert len({tuple(a) for b in asked for a in b}) < 0.1 * 15625
+
+
+def test_multi_objective_evolution_covers_the_front():
+    true = front_set(cost_quality(jnp.asarray(NB201.enumerate())))
+    searcher = evolution.make(NB201, num_objectives=2, population=20, sample_size=5, batch_size=10)
+    assert searcher.num_objectives == 2
+    _, asked = search(searcher, cost_quality, seed=0, rounds=60)
+    told = cost_quality(jnp.asarray(np.concatenate(asked)))
+    ref = np.array([25.0, 1.0])
+    ratio = hypervolume(np.asarray(told), ref) / hypervolume(np.array(sorted(true)), ref)
+    random = hypervolume(np.asarray(cost_quality(NB201.sample(jax.random.key(0), 600))), ref) / \
+        hypervolume(np.array(sorted(true)), ref)
+    assert ratio > max(0.95, random), (ratio, random)
+
+
+def test_pareto_local_search_expands_front_members_by_single_decisions():
+    searcher = local.make(NB201, num_objectives=2, batch_size=8)
+    state = searcher.init(jax.random.key(0))
+    start = jnp.array([[1, 1, 1, 1, 1, 1], [4, 4, 4, 4, 4, 4]], jnp.int32)  # the second is dominated
+    state = searcher.tell(state, start, jnp.array([[1.0, 1.0], [2.0, 2.0]]))
+    archs, state = searcher.ask(state, jax.random.key(1))
+    dist = (np.asarray(archs) != 1).sum(1)
+    assert (dist == 1).all() and len({tuple(a) for a in np.asarray(archs)}) == 8
+    # After all 24 neighbours were proposed and told, the member is explored: restarts follow.
+    for r in range(2, 5):
+        state = searcher.tell(state, archs, jnp.full((8, 2), 5.0))
+        archs, state = searcher.ask(state, jax.random.key(r))
+    assert bool(state.explored[0]) and not bool(state.explored[1])
+    assert int(state.restarts) == 8  # the 25th cell on: two-decision kicks of the front member
+    assert ((np.asarray(archs) != 1).sum(1) <= 2).all()
 
 
 # ---------------------------------------------------------------------------- protocol
@@ -218,11 +287,15 @@ def _make(name, space):
         return evolution.make(space, population=16, sample_size=4, batch_size=8), 1
     if name == "nsga2":
         return nsga2.make(space, num_objectives=2, population=16, batch_size=8), 2
+    if name == "local-pareto":
+        return local.make(space, num_objectives=2, batch_size=8), 2
+    if name == "evolution-pareto":
+        return evolution.make(space, num_objectives=2, population=16, sample_size=4, batch_size=8), 2
     return local.make(space, batch_size=8), 1
 
 
 @pytest.mark.parametrize("space_name", SPACE_NAMES)
-@pytest.mark.parametrize("name", ["evolution", "nsga2", "local"])
+@pytest.mark.parametrize("name", ["evolution", "nsga2", "local", "local-pareto", "evolution-pareto"])
 def test_fixed_shape_state_valid_archs_and_one_compile(name, space_name):
     space = get_space(space_name)
     searcher, m = _make(name, space)
@@ -241,7 +314,7 @@ def test_fixed_shape_state_valid_archs_and_one_compile(name, space_name):
     assert searcher.ask._cache_size() == 1 and searcher.tell._cache_size() == 1
 
 
-@pytest.mark.parametrize("name", ["evolution", "nsga2", "local"])
+@pytest.mark.parametrize("name", ["evolution", "nsga2", "local", "local-pareto"])
 def test_a_search_is_a_pure_function_of_its_key(name):
     searcher, m = _make(name, NB201)
     evaluate = (lambda a: cost_quality(a)) if m == 2 else hamming
