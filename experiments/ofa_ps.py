@@ -53,7 +53,8 @@ def get_config(arg=None):
         config["space"]["preset"] = "micro"
         config["data"].update(batch_size=16, limit_train=160, limit_test=32, augment={})
         config["schedule"]["steps_per_epoch"] = 1
-        phases = ofa_schedule(get_space("ofa_mbv3", "micro"), epochs=[1] * 6, lrs=[0.05] * 6)
+        # Two steps in the second phase: the tests interrupt a distillation phase half way.
+        phases = ofa_schedule(get_space("ofa_mbv3", "micro"), epochs=[1, 2, 1, 1, 1, 1], lrs=[0.05] * 6)
         for p in phases:
             p["subnets_per_step"] = 1  # one program for every phase: one compile per resolution
         config["ofa"]["phases"] = phases

@@ -75,39 +75,47 @@ def test_distillation_loss_by_hand():
     assert float(jnp.abs(grad).max()) == 0.0
 
 
-def _config(first_epochs=2, second_epochs=3):
+PHASES = ["largest", "kernel", "depth_12", "depth_12_again", "expand_36", "expand_36_again"]  # micro: 2 values each
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """`hwnas train experiments/ofa_ps.py:test --json`, every phase, once for the module."""
+    workdir = tmp_path_factory.mktemp("ofa") / "run"
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli_main(["train", EXPERIMENT, "--workdir", str(workdir), "--json", "--no-progress"])
+    return code, json.loads(out.getvalue()), workdir
+
+
+@pytest.mark.xdist_group("ofa_cli_run")  # one worker trains the shared run
+def test_an_interrupted_run_resumes_exactly(tmp_path, datasets, cli_run):
     config = load_experiment(EXPERIMENT)
-    config["ofa"]["phases"][0]["epochs"] = first_epochs
-    config["ofa"]["phases"][1]["epochs"] = second_epochs
-    config["ofa"]["phases"] = config["ofa"]["phases"][:2]
-    return config
-
-
-def test_a_phase_resumes_exactly(tmp_path, datasets):
-    config = _config()
-    straight = train_ofa(config, tmp_path / "straight", datasets=datasets, progress=False)
-    assert [r.phase for r in straight] == ["largest", "kernel"]
-    # Interrupted twice: inside the first phase, then inside the second (distillation on).
-    assert train_ofa(config, tmp_path / "split", datasets=datasets, stop_after=1, progress=False) == []
+    _, _, straight = cli_run
+    # Stopped one step into the second phase (distillation on), then resumed to the end.
     first = train_ofa(config, tmp_path / "split", datasets=datasets, stop_after=2, progress=False)
     assert [r.phase for r in first] == ["largest"]
     resumed = train_ofa(config, tmp_path / "split", datasets=datasets, progress=False)
-    assert [r.phase for r in resumed] == ["largest", "kernel"]
+    assert [r.phase for r in resumed] == PHASES
 
     run, like = build(config, datasets)
-    a = load_phase_state(run, like, tmp_path / "straight", run.phases[1])
-    b = load_phase_state(run, like, tmp_path / "split", run.phases[1])
-    assert int(a.step) == int(b.step) == 3
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    # The teacher of the second phase is the first phase's final network.
-    end_of_first = load_phase_state(run, like, tmp_path / "straight", run.phases[0])
+    for phase in run.phases:
+        a = load_phase_state(run, like, straight, phase)
+        b = load_phase_state(run, like, tmp_path / "split", phase)
+        assert int(a.step) == int(b.step) == run.phase_steps(phase)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # The teacher of every later phase is the first phase's final network.
+    end_of_first = load_phase_state(run, like, straight, run.phases[0])
     for x, y in zip(jax.tree.leaves(a.teacher_params), jax.tree.leaves(end_of_first.params)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_phase_order_and_config_errors(tmp_path, datasets):
-    config = _config(1, 1)
+    config = load_experiment(EXPERIMENT)
     config["ofa"]["run"] = "kernel"
     with pytest.raises(ConfigError, match="starts from the end of phase 'largest'"):
         train_ofa(config, tmp_path / "a", datasets=datasets, progress=False)
@@ -116,23 +124,23 @@ def test_phase_order_and_config_errors(tmp_path, datasets):
         train_ofa(config, tmp_path / "b", datasets=datasets, progress=False)
 
 
-def test_cli_runs_every_phase(tmp_path, capsys):
-    code = cli_main(["train", EXPERIMENT, "--workdir", str(tmp_path / "ofa"), "--json", "--no-progress"])
+@pytest.mark.xdist_group("ofa_cli_run")
+def test_cli_runs_every_phase(tmp_path, capsys, cli_run):
+    code, out, workdir = cli_run
     assert code == 0
-    out = json.loads(capsys.readouterr().out)
-    names = [p["phase"] for p in out["phases"]]  # the micro space has two values per dimension
-    assert names == ["largest", "kernel", "depth_12", "depth_12_again", "expand_36", "expand_36_again"]
+    names = [p["phase"] for p in out["phases"]]
+    assert names == PHASES
     for p in out["phases"]:
         assert set(p["accuracy"]) >= {"largest", "smallest", "random0", "random1"}
         assert all(0.0 <= a <= 1.0 for a in p["accuracy"].values())
-    assert (tmp_path / "ofa" / "expand_36_again" / "result.json").exists()
+    assert (workdir / "expand_36_again" / "result.json").exists()
     # A second call finds every phase finished and trains nothing.
-    assert cli_main(["train", EXPERIMENT, "--workdir", str(tmp_path / "ofa"), "--json", "--no-progress"]) == 0
+    assert cli_main(["train", EXPERIMENT, "--workdir", str(workdir), "--json", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["phases"] == out["phases"]
 
     # Derive: any subnet of the trained supernet, written as a standalone model.
     record = {"ks": [3, 5], "e": [6, 3], "d": [2], "r": 12}
-    assert cli_main(["derive", "--workdir", str(tmp_path / "ofa"), "--arch", json.dumps(record),
+    assert cli_main(["derive", "--workdir", str(workdir), "--arch", json.dumps(record),
                      "--out", str(tmp_path / "sub"), "--json"]) == 0
     derived = json.loads(capsys.readouterr().out)
     assert derived["arch"] == record and derived["phase"] == "expand_36_again"
@@ -141,7 +149,7 @@ def test_cli_runs_every_phase(tmp_path, capsys):
     logits = subnet(jnp.asarray(normalize(test, test.images)), train=False)
     accuracy = float(np.mean(np.argmax(np.asarray(logits), -1) == test.labels))
     assert accuracy == pytest.approx(derived["test_accuracy"], abs=1e-6)
-    assert cli_main(["derive", "--workdir", str(tmp_path / "ofa")]) == 2  # an OFA run needs --arch
+    assert cli_main(["derive", "--workdir", str(workdir)]) == 2  # an OFA run needs --arch
     assert "--arch" in capsys.readouterr().err
 
 

@@ -100,6 +100,9 @@ class ElasticBlock(nnx.Module):
         self.kernels, self.expands = config.kernels, config.expands
         self.block = make_block(spec, max(config.kernels), max(config.expands), init)
         self.kernel_transforms = KernelTransforms(config.kernels)
+        for k in config.kernels:  # filled here, not while tracing: otherwise the first program traced
+            for e in config.expands:  # holds the templates' values as (dead) constants, and its
+                _static_shapes(spec, k, e)  # compile-cache key differs from every later identical one
 
     def static(self, kernel: int, expand: int) -> MBConvBlock:
         """This block at one (kernel, expand), as a static module (values, not indices)."""
