@@ -78,9 +78,9 @@ def test_distillation_loss_by_hand():
 PHASES = ["largest", "kernel", "depth_12", "depth_12_again", "expand_36", "expand_36_again"]  # micro: 2 values each
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: other modules' tests may run between the two users
 def cli_run(tmp_path_factory):
-    """`hwnas train experiments/ofa_ps.py:test --json`, every phase, once for the module."""
+    """`hwnas train experiments/ofa_ps.py:test --json`, every phase, once per test process."""
     workdir = tmp_path_factory.mktemp("ofa") / "run"
     import contextlib
     import io
