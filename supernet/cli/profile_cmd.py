@@ -160,10 +160,7 @@ def run(args) -> int:
     validation = _validate(profile.validate_table, table, space, args, timing)
 
     if args.json:
-        summary = None if validation is None else {
-            k: _finite_or_none(float(v)) if isinstance(v, float) else v
-            for k, v in validation.summary._asdict().items()
-        }
+        summary = _summary_json(validation)
         print_json({
             "lut": str(path), "space": space.name, "config": args.config,
             "fingerprint": space.fingerprint(), "device": table.device,
@@ -232,10 +229,7 @@ def _run_ofa(args, config) -> int:
 
     fixed = {str(px): float(table.fixed[config.resolutions.index(px)]) for px in table.profiled_resolutions}
     if args.json:
-        summary = None if validation is None else {
-            k: _finite_or_none(float(v)) if isinstance(v, float) else v
-            for k, v in validation.summary._asdict().items()
-        }
+        summary = _summary_json(validation)
         print_json({
             "lut": str(path), "space": space.name, "config": args.config,
             "fingerprint": space.fingerprint(), "device": table.device,
@@ -279,3 +273,11 @@ def _validate(validate_fn, table, space, args, timing):
                            progress=update, **timing)
     finally:
         bar.close()
+
+
+def _summary_json(validation):
+    """The validation summary with JSON-safe numbers (None where not finite); None without one."""
+    if validation is None:
+        return None
+    return {k: _finite_or_none(float(v)) if isinstance(v, float) else v
+            for k, v in validation.summary._asdict().items()}
