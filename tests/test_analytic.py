@@ -2,7 +2,10 @@
 
 Every expected number is written out as arithmetic from the layer shapes, e.g. a 3x3 conv
 16->32 at 16x16 output is `3*3*16*32 * 16*16` MACs and `3*3*16*32 + 2*32` params (weights +
-BN scale and shift).
+BN scale and shift). Memory traffic is written the same way: activation elements read and
+written per op (`in + out`), weight elements read once (weights + one bias per output channel
+for a BN folded into the conv), e.g. that conv moves `16*32*32 + 32*16*16` activation elements
+and `3*3*16*32 + 32` weight elements.
 """
 
 import json
@@ -110,6 +113,50 @@ def test_fbnet_peak_memory_residual_layer(fbnet_tiny):
     assert one(fbnet_tiny, arch, batch_size=3).macs == one(fbnet_tiny, arch).macs
 
 
+def test_fbnet_single_layer_traffic(fbnet_tiny):
+    tables = layer_cost_tables(fbnet_tiny).layers
+    cases = {  # (activation elements, weight elements)
+        # L1 k3_e1 (8@16 -> 8@8): 1x1 8->8 @16, dw 3x3 s2 16 -> 8, 1x1 8->8 @8; no residual.
+        (1, "k3_e1"): ((8*16*16 + 8*16*16) + (8*16*16 + 8*8*8) + (8*8*8 + 8*8*8),
+                       (8*8 + 8) + (3*3*8 + 8) + (8*8 + 8)),
+        # L0 k3_e6 (8@16 -> 8@16): mid 48, and the last conv reads the block input to add it.
+        (0, "k3_e6"): ((8*16*16 + 48*16*16) + (48*16*16 + 48*16*16) + (48*16*16 + 8*16*16) + 8*16*16,
+                       (8*48 + 48) + (3*3*48 + 48) + (48*8 + 8)),
+        # L3 k5_e1_g2 (8@8 -> 16@4): grouped 1x1 convs have half the weights, the same tensors.
+        (3, "k5_e1_g2"): ((8*8*8 + 8*8*8) + (8*8*8 + 8*4*4) + (8*4*4 + 16*4*4),
+                          (8*8//2 + 8) + (5*5*8 + 8) + (8*16//2 + 16)),
+        # L3 skip: strided 1x1 conv 8@8 -> 16@4 + BN.
+        (3, "skip"): (8*8*8 + 16*4*4, 8*16 + 16),
+        (0, "skip"): (0, 0),  # identity: moves nothing
+    }
+    for (layer, name), (act, weights) in cases.items():
+        assert tables.act_traffic[layer, CAND[name]] == act, (layer, name)
+        assert tables.weight_traffic[layer, CAND[name]] == weights, (layer, name)
+    # Through the public API: L0 skip -> k3_e6 adds exactly that layer's traffic.
+    all_skip = np.full(6, CAND["skip"])
+    arch = all_skip.copy()
+    arch[0] = CAND["k3_e6"]
+    act, weights = cases[(0, "k3_e6")]
+    grown = one(fbnet_tiny, arch, batch_size=5, bytes_per_element=2).memory_traffic_bytes
+    assert grown - one(fbnet_tiny, all_skip, batch_size=5, bytes_per_element=2).memory_traffic_bytes == \
+        (act * 5 + weights) * 2
+
+
+def test_fbnet_all_skip_traffic_and_batch_scaling(fbnet_tiny):
+    arch = np.full(6, CAND["skip"])
+    act = ((1*16*16 + 8*16*16)        # stem 1@16 -> 8@16
+           + (8*16*16 + 8*8*8)        # L1: strided 1x1 8@16 -> 8@8
+           + (8*8*8 + 16*4*4)         # L3: strided 1x1 8@8 -> 16@4
+           + (16*4*4 + 32*4*4)        # head 1x1 16 -> 32 @4
+           + (32*4*4 + 32)            # global average pool
+           + (32 + 10))               # classifier
+    weights = (3*3*1*8 + 8) + (8*8 + 8) + (8*16 + 16) + (16*32 + 32) + (32*10 + 10)
+    assert weights == 1234 - (8 + 8 + 16 + 32)  # the parameters, less one value per folded BN
+    assert one(fbnet_tiny, arch).memory_traffic_bytes == (act + weights) * 4
+    # Activations scale with the batch, weights are read once per batch.
+    assert one(fbnet_tiny, arch, batch_size=7, bytes_per_element=1).memory_traffic_bytes == act * 7 + weights
+
+
 # ====================================================================== NAS-Bench-201
 # Skeleton: stem 3->16 @32; reduction 16@32 -> 32@16; reduction 32@16 -> 64@8; BN(64); fc 64->10.
 def nb201_skeleton():
@@ -167,6 +214,52 @@ def test_nb201_one_edge_op_cost():
     assert (one(space, arch).macs, one(space, arch).params) == (base.macs, base.params)
 
 
+def nb201_skeleton_traffic():
+    """(activation, weight) elements of the macro skeleton: the traffic of an all-`none` cell."""
+    stem = (3*32*32 + 16*32*32, 3*3*3*16 + 16)
+    # Reduction 16@32 -> 32@16: conv3x3 s2, conv3x3, 2x2 pool s2, 1x1 conv (no BN) + the add,
+    # which reads the main branch output once more.
+    red1 = ((16*32*32 + 32*16*16) + 2 * 32*16*16 + (16*32*32 + 16*16*16) + (16*16*16 + 32*16*16) + 32*16*16,
+            (3*3*16*32 + 32) + (3*3*32*32 + 32) + 16*32)
+    red2 = ((32*16*16 + 64*8*8) + 2 * 64*8*8 + (32*16*16 + 32*8*8) + (32*8*8 + 64*8*8) + 64*8*8,
+            (3*3*32*64 + 64) + (3*3*64*64 + 64) + 32*64)
+    head = ((64*8*8 + 64) + (64 + 10),  # BN + ReLU fused into the global pool; classifier
+            2*64 + 64*10 + 10)
+    parts = [stem, red1, red2, head]
+    return sum(p[0] for p in parts), sum(p[1] for p in parts)
+
+
+def test_nb201_traffic_all_none_is_fixed_and_edges_add():
+    space = get_space("nasbench201")
+    act, weights = nb201_skeleton_traffic()
+    assert one(space, [NB_OPS["none"]] * 6).memory_traffic_bytes == (act + weights) * 4
+    # One node tensor per cell, summed over the 5 cells of each stage.
+    node = 5 * (16*32*32 + 32*16*16 + 64*8*8)
+    base = one(space, [NB_OPS["none"]] * 6, batch_size=2, bytes_per_element=1).memory_traffic_bytes
+    assert base == 2 * act + weights
+    per_edge = {  # a non-none edge reads its input node and reads + writes the target node
+        "skip_connect": (3 * node, 0),
+        "avg_pool_3x3": (3 * node, 0),
+        "nor_conv_1x1": (3 * node, 5 * sum(ch*ch + ch for ch in (16, 32, 64))),
+        "nor_conv_3x3": (3 * node, 5 * sum(3*3*ch*ch + ch for ch in (16, 32, 64))),
+    }
+    for op, (edge_act, edge_weights) in per_edge.items():
+        for edge in range(6):  # every edge costs the same, whatever the others hold
+            arch = np.zeros(6, np.int32)
+            arch[edge] = NB_OPS[op]
+            got = one(space, arch, batch_size=2, bytes_per_element=1).memory_traffic_bytes
+            assert got - base == 2 * edge_act + edge_weights, (op, edge)
+    # Additive over edges: the cost of a cell is the skeleton plus its edges.
+    rng = np.random.default_rng(0)
+    archs = rng.integers(0, 5, (50, 6))
+    costs = {op: per_edge.get(op, (0, 0)) for op in NB_OPS}
+    by_code = {NB_OPS[op]: c for op, c in costs.items()}
+    expected = [2 * (act + sum(by_code[o][0] for o in a)) + weights + sum(by_code[o][1] for o in a)
+                for a in archs]
+    got = analytic_costs(space, archs, batch_size=2, bytes_per_element=1).memory_traffic_bytes
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_nb201_macro_keywords():
     space = get_space("nasbench201")
     tables = nasbench201_tables(channels=8, cells_per_stage=1, num_classes=100, input_size=16)
@@ -205,6 +298,28 @@ def test_ofa_block_without_and_with_se(ofa_tiny):
                                                 + (32*8 + 8) + (8*32 + 32) + (32*16 + 2*16))
 
 
+def test_ofa_block_and_fixed_traffic(ofa_tiny):
+    tables = layer_cost_tables(ofa_tiny)
+    b = tables.blocks
+    # r=16, block 0, k3 e3 (8@16 -> 8@8, stride 2, mid 24): expand, depthwise, project.
+    assert b.act_traffic[0, 0, 0, 0] == (8*16*16 + 24*16*16) + (24*16*16 + 24*8*8) + (24*8*8 + 8*8*8)
+    assert b.weight_traffic[0, 0, 0, 0] == (8*24 + 24) + (3*3*24 + 24) + (24*8 + 8)
+    # r=16, block 1, k3 e3 (8@8 -> 8@8): residual, so the project conv reads the input again.
+    assert b.act_traffic[0, 1, 0, 0] == (8*8*8 + 24*8*8) + 2 * 24*8*8 + (24*8*8 + 8*8*8) + 8*8*8
+    # r=16, block 4, k5 e4 (8@8 -> 16@4, SE, mid 32, se_mid 8): the SE pools, runs two linear
+    # layers, and the project conv reads the 32-element gate with its input.
+    assert b.act_traffic[0, 4, 1, 1] == ((8*8*8 + 32*8*8) + (32*8*8 + 32*4*4) + (32*4*4 + 32)
+                                         + (32 + 8) + (8 + 32) + 32 + (32*4*4 + 16*4*4))
+    assert b.weight_traffic[0, 4, 1, 1] == ((8*32 + 32) + (5*5*32 + 32) + (32*8 + 8) + (8*32 + 32)
+                                            + (32*16 + 16))
+    # Fixed part at r=16: stem 1@16 -> 8@16; first block dw 8@16 + 1x1 8->8 + residual;
+    # final expand 24 -> 48 at 1x1; pool; feature mix 48 -> 64 (no bias); classifier 64 -> 10.
+    assert tables.fixed.act_traffic[0] == ((1*16*16 + 8*16*16) + 2 * 8*16*16 + 2 * 8*16*16 + 8*16*16
+                                           + (24 + 48) + (48 + 48) + (48 + 64) + (64 + 10))
+    assert tables.fixed.weight_traffic[0] == ((3*3*8 + 8) + (3*3*8 + 8) + (8*8 + 8) + (24*48 + 48)
+                                              + 48*64 + (64*10 + 10))
+
+
 def test_ofa_depth_masking_removes_exactly_the_dropped_blocks(ofa_tiny):
     space, tables = ofa_tiny, layer_cost_tables(ofa_tiny)
     rng = np.random.default_rng(0)
@@ -220,6 +335,9 @@ def test_ofa_depth_masking_removes_exactly_the_dropped_blocks(ofa_tiny):
         got = one(space, shallow)
         assert full.macs - got.macs == sum(tables.blocks.macs[r, b, k[b], e[b]] for b in dropped)
         assert full.params - got.params == sum(tables.blocks.params[r, b, k[b], e[b]] for b in dropped)
+        assert full.memory_traffic_bytes - got.memory_traffic_bytes == 4 * sum(
+            tables.blocks.act_traffic[r, b, k[b], e[b]] + tables.blocks.weight_traffic[r, b, k[b], e[b]]
+            for b in dropped)
         # The dropped blocks' kernel and expand entries are don't-cares.
         changed = shallow.copy()
         changed[dropped] = rng.integers(0, 3, 2)
@@ -311,6 +429,20 @@ def test_batched_equals_per_arch(space):
         for b, s in zip(batch, single):
             assert s.shape == (1,) and s.dtype == np.float64
             assert b[i] == s[0]
+
+
+@pytest.mark.parametrize("space", SPACES, ids=IDS)
+def test_traffic_scales_with_batch_only_through_activations(space):
+    archs = np.asarray(space.sample(jax.random.key(5), 16))
+    t1, t2, t5 = (analytic_costs(space, archs, batch_size=b).memory_traffic_bytes for b in (1, 2, 5))
+    act = t2 - t1            # activation bytes of one example
+    weights = t1 - act       # weight bytes, read once per batch
+    np.testing.assert_allclose(t5, 5 * act + weights, rtol=1e-12)
+    params = analytic_costs(space, archs).params
+    # Weight traffic is the parameters less at most half of them (a BN's two values fold into one).
+    assert np.all((weights / 4 <= params) & (weights / 4 >= params / 2)) and np.all(act > 0)
+    half = analytic_costs(space, archs, batch_size=5, bytes_per_element=2).memory_traffic_bytes
+    np.testing.assert_allclose(half, t5 / 2, rtol=1e-12)
 
 
 @pytest.mark.parametrize("space", SPACES, ids=IDS)

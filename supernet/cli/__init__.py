@@ -15,7 +15,7 @@ import sys
 # XLA's own pool for the cores (one BO proposal: 0.2 s single-threaded, 2-4 s on 2 cores).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from supernet.cli import demo_cmd, derive_cmd, profile_cmd, search_cmd, spaces_cmd, train_cmd
+from supernet.cli import costs_cmd, demo_cmd, derive_cmd, profile_cmd, search_cmd, spaces_cmd, train_cmd
 from supernet.cli.common import CLIError
 
 
@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see '{self.prog} --help')")
 
 
-COMMANDS = (demo_cmd, spaces_cmd, profile_cmd, train_cmd, derive_cmd, search_cmd)
+COMMANDS = (demo_cmd, spaces_cmd, profile_cmd, costs_cmd, train_cmd, derive_cmd, search_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

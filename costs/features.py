@@ -1,0 +1,76 @@
+"""Features of architectures for learned cost predictors, computed in vectorized batches.
+
+Two feature sets, named so that a saved predictor records which one it used:
+
+    onehot           one indicator per (decision, choice): `[n, sum(cardinalities)]`. For
+                     `ofa_mbv3` the kernel and expand indicators of blocks beyond a stage's
+                     depth are all zero: those blocks do not run, and a model should not
+                     learn from choices that have no effect.
+    onehot+analytic  the above plus analytic costs: log total MACs, parameters and peak
+                     memory, and each searchable layer's MACs as a share of the network's
+                     (fbnet: 22 layers; ofa_mbv3: 20 blocks, 0 when inactive; nasbench201's
+                     cells share one table per edge, so its one-hot already says everything
+                     per edge and only the totals are added).
+
+Tree models split on raw values, and a GP or MLP sees scaled inputs, so totals are logged
+(they span orders of magnitude) and per-layer MACs are normalized by the total.
+
+Example:
+    >>> space = get_space("fbnet")
+    >>> features(space, space.sample(jax.random.key(0), 4), "onehot+analytic").shape
+    (4, 223)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from costs.analytic import OFATables, analytic_costs, layer_cost_tables
+from costs.analytic import _ofa_active_blocks as ofa_active_blocks
+
+FEATURE_SETS = ("onehot", "onehot+analytic")
+
+
+def features(space, archs, kind: str = "onehot") -> np.ndarray:
+    """Float32 features `[n, f]` of `archs` (`[n, d]`, validated) for feature set `kind`."""
+    if kind not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {kind!r}; feature sets: {', '.join(FEATURE_SETS)}")
+    batch = np.atleast_2d(space.validate(archs))
+    parts = [one_hot(space, batch)]
+    if kind == "onehot+analytic":
+        parts.append(_analytic(space, batch))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def one_hot(space, archs: np.ndarray) -> np.ndarray:
+    """`[n, sum(cardinalities)]` indicators; inactive OFA blocks get none (see module doc)."""
+    n = len(archs)
+    offsets = np.concatenate([[0], np.cumsum(space.cardinalities)])
+    out = np.zeros((n, int(offsets[-1])), np.float32)
+    rows = np.repeat(np.arange(n), archs.shape[1])
+    cols = (archs + offsets[:-1]).reshape(-1)
+    values = np.ones(cols.shape, np.float32)
+    if space.name == "ofa_mbv3":
+        active = ofa_active_blocks(space, archs)  # [n, blocks]
+        mask = np.ones_like(archs, dtype=bool)
+        mask[:, space.kernel_slice] = active
+        mask[:, space.expand_slice] = active
+        values = mask.reshape(-1).astype(np.float32)
+    out[rows, cols] = values
+    return out
+
+
+def _analytic(space, archs: np.ndarray) -> np.ndarray:
+    costs = analytic_costs(space, archs)
+    totals = np.stack([np.log(costs.macs), np.log(costs.params), np.log(costs.peak_activation_bytes)], 1)
+    tables = layer_cost_tables(space)
+    if space.name == "fbnet":
+        layers = tables.layers.macs[np.arange(archs.shape[1]), archs]  # [n, layers]
+    elif isinstance(tables, OFATables):
+        r = archs[:, space.resolution_index]
+        k, e = archs[:, space.kernel_slice], archs[:, space.expand_slice]
+        blocks = np.arange(k.shape[1])[None, :]
+        layers = tables.blocks.macs[r[:, None], blocks, k, e] * ofa_active_blocks(space, archs)
+    else:
+        return totals
+    return np.concatenate([totals, layers / costs.macs[:, None]], axis=1)
