@@ -1,7 +1,16 @@
-"""`hwnas costs`: hardware cost tables made outside `hwnas profile`.
+"""`hwnas costs`: cost models judged on measured data, fitted for a device, or imported.
 
+    hwnas costs eval --data ../shared/data --space nasbench201 --device pixel3 --model all --train-size 1000
+    hwnas costs eval --data ../shared/data --space nasbench201 --device pixel3 --model xgboost \
+        --train-size 20 --transfer-from 1080ti_1,raspi4,silver_4114
+    hwnas costs fit --data ../shared/data --space fbnet --device raspi4 --model gp --train-size 500 --out pi.npz
     hwnas costs import --space fbnet --config cifar --csv pi4_us.csv --device raspi4 --scale 0.001 --out pi4.json
     hwnas costs import --space nasbench201 --csv edges.csv --device jetson --metric energy_mj --out energy.json
+
+`eval` fits each model on N random measured architectures and reports RMSE, MAPE, the
+shares within +-5 % and +-10 %, Kendall tau and Spearman rho on all the others, with fit and
+predict time (`costs/evaluate.py`). `fit` saves one fitted predictor (`costs/predictors/`)
+for `hwnas search --cost-model` or Python use.
 
 `import` reads per-(decision, choice) costs measured on another device from a CSV file
 (format: `costs/lut_import.py`) and writes the `LatencyTable` JSON that `hwnas train`,
@@ -17,17 +26,94 @@ from __future__ import annotations
 
 import math
 
-from supernet.cli.common import CLIError, print_json
+import numpy as np
+
+from supernet.cli.common import CLIError, print_json, print_table
 from supernet.spaces import SPACE_NAMES
 
 IMPORTABLE = ("fbnet", "nasbench201")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("costs", help="hardware cost tables: import costs measured elsewhere")
+    p = sub.add_parser("costs", help="cost models: evaluate and fit predictors on measured data, import tables")
     costs_sub = p.add_subparsers(dest="costs_command", metavar="SUBCOMMAND")
     costs_sub.required = True
+    _register_eval(costs_sub)
+    _register_fit(costs_sub)
     _register_import(costs_sub)
+
+
+# ====================================================================== hwnas costs eval / fit
+def _data_arguments(p, model_help: str) -> None:
+    p.add_argument("--data", required=True, metavar="DIR", help="measured data laid out like ../shared/data")
+    p.add_argument("--space", required=True, help="nasbench201, fbnet or ofa_mbv3")
+    p.add_argument("--device", required=True, help="device with a latency column in the data")
+    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument("--train-size", type=int, required=True, metavar="N", help="measured architectures to fit on")
+    p.add_argument("--seed", type=int, default=0, help="which N architectures (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def _register_eval(costs_sub) -> None:
+    from costs.predictors import STANDALONE
+
+    p = costs_sub.add_parser("eval", help="fit cost models on N measured architectures, score them on the rest")
+    _data_arguments(p, f"{', '.join(STANDALONE)}, all, or a comma-separated list")
+    p.add_argument("--transfer-from", default="", metavar="DEV1,DEV2,...",
+                   help="source devices (full data) for few-shot transfer to --device; reports each model "
+                        "alone and transferred (scale, stack)")
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args) -> int:
+    from costs.evaluate import evaluate
+
+    result = evaluate(args.data, args.space, args.device, [m for m in args.model.split(",") if m],
+                      args.train_size, args.seed, transfer_from=[d for d in args.transfer_from.split(",") if d])
+    if args.json:
+        print_json(result)
+        return 0
+    source = f", transferred from {', '.join(result['transfer_from'])}" if result["transfer_from"] else ""
+    print(f"{result['space']} on {result['device']}: fit on {result['train_size']} measured architectures "
+          f"(seed {result['seed']}){source}, scored on the other {result['test_size']}")
+    columns = ("rmse", "mape", "within_5", "within_10", "kendall_tau", "spearman", "fit_s", "predict_us_per_arch")
+    print_table(("model",) + columns, [[r["model"]] + [r[c] for c in columns] for r in result["models"]])
+    return 0
+
+
+def _register_fit(costs_sub) -> None:
+    from costs.predictors import STANDALONE
+
+    p = costs_sub.add_parser("fit", help="fit one cost model on N measured architectures and save it")
+    _data_arguments(p, ", ".join(STANDALONE))
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="where to save the fitted predictor")
+    p.set_defaults(run=_run_fit)
+
+
+def _run_fit(args) -> int:
+    from costs.evaluate import resolve_models, split
+    from costs.measured import latency, load_measured
+    from costs.predictors import get_predictor
+    from supernet.spaces import get_space
+
+    (name,) = resolve_models(args.model) if args.model != "all" else (None,)
+    if name is None:
+        raise CLIError("--model all: fit saves one model; name it (use `hwnas costs eval --model all` to compare)")
+    data = load_measured(args.space, args.data)
+    y = latency(data, args.device)
+    if args.train_size == len(y):
+        train = np.arange(len(y))  # fit on everything: nothing held out
+    else:
+        train, _ = split(len(y), args.train_size, args.seed, what=f"{data.space}/{args.device}")
+    model = get_predictor(name, get_space(data.space), device=args.device).fit(data.archs[train], y[train])
+    path = model.save(args.out)
+    summary = {"predictor": str(path), "model": name, "space": data.space, "device": args.device,
+               "train_size": int(len(train)), "seed": args.seed}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"wrote {path}: {name} for {data.space} on {args.device}, fitted on {len(train)} measured architectures")
+    return 0
 
 
 # ====================================================================== hwnas costs import
