@@ -91,3 +91,24 @@ def test_costs_fit_saves_a_loadable_predictor(tmp_path, capsys):
     assert main(["costs", "fit", "--data", str(SHARED_DATA), "--space", "fbnet", "--device", "eyeriss",
                  "--model", "all", "--train-size", "20", "--out", str(out)]) == 2
     assert "fit saves one model" in capsys.readouterr().err
+
+
+def test_costs_energy_writes_an_energy_table_that_matches_energy_mj(tmp_path, capsys):
+    import jax
+
+    from costs.energy import energy_mj
+    from costs.lut import LatencyTable
+
+    out = tmp_path / "energy.json"
+    assert main(["costs", "energy", "--space", "fbnet", "--config", "tiny", "--model", "horowitz45_int8",
+                 "--batch-size", "2", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["unit"] == "mJ" and summary["batch_size"] == 2
+    space = get_space("fbnet", "tiny")
+    table = LatencyTable.load(out, space)
+    archs = np.asarray(space.sample(jax.random.key(0), 8))
+    assert table.metric == "energy_mj"
+    np.testing.assert_allclose(np.asarray(table.cost(archs)), energy_mj(space, archs, "horowitz45_int8", batch_size=2),
+                               rtol=1e-5)
+    assert main(["costs", "energy", "--space", "nasbench201", "--model", "bogus", "--out", str(out)]) == 2
+    assert "unknown energy preset 'bogus'; presets:" in capsys.readouterr().err

@@ -4,6 +4,7 @@
     hwnas costs eval --data ../shared/data --space nasbench201 --device pixel3 --model xgboost \
         --train-size 20 --transfer-from 1080ti_1,raspi4,silver_4114
     hwnas costs fit --data ../shared/data --space fbnet --device raspi4 --model gp --train-size 500 --out pi.npz
+    hwnas costs energy --space fbnet --config cifar --model horowitz45_int8 --out energy.json
     hwnas costs import --space fbnet --config cifar --csv pi4_us.csv --device raspi4 --scale 0.001 --out pi4.json
     hwnas costs import --space nasbench201 --csv edges.csv --device jetson --metric energy_mj --out energy.json
 
@@ -11,6 +12,10 @@
 shares within +-5 % and +-10 %, Kendall tau and Spearman rho on all the others, with fit and
 predict time (`costs/evaluate.py`). `fit` saves one fitted predictor (`costs/predictors/`)
 for `hwnas search --cost-model` or Python use.
+
+`energy` writes an analytic energy table (MACs and memory traffic priced per device,
+`costs/energy.py`) in the lookup-table format, so an energy budget enters training like a
+latency table.
 
 `import` reads per-(decision, choice) costs measured on another device from a CSV file
 (format: `costs/lut_import.py`) and writes the `LatencyTable` JSON that `hwnas train`,
@@ -40,6 +45,7 @@ def register(sub) -> None:
     costs_sub.required = True
     _register_eval(costs_sub)
     _register_fit(costs_sub)
+    _register_energy(costs_sub)
     _register_import(costs_sub)
 
 
@@ -113,6 +119,53 @@ def _run_fit(args) -> int:
         print_json(summary)
     else:
         print(f"wrote {path}: {name} for {data.space} on {args.device}, fitted on {len(train)} measured architectures")
+    return 0
+
+
+# ====================================================================== hwnas costs energy
+def _register_energy(costs_sub) -> None:
+    from costs.energy import ENERGY_PRESETS
+
+    p = costs_sub.add_parser("energy", help="an analytic energy lookup table (energy_mj) for a space")
+    p.add_argument("--space", default="fbnet", help="fbnet, nasbench201 or ofa_mbv3 (default fbnet)")
+    p.add_argument("--config", "--preset", dest="config", default=None, metavar="PRESET_OR_JSON",
+                   help="macro-architecture: a preset or a JSON config file (as for `hwnas profile`)")
+    p.add_argument("--model", default="horowitz45_fp32",
+                   help=f"energy constants: {', '.join(sorted(ENERGY_PRESETS))} (default horowitz45_fp32)")
+    p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
+    p.add_argument("--out", required=True, metavar="PATH", help="where to write the table (JSON)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(run=_run_energy)
+
+
+def _run_energy(args) -> int:
+    from costs.energy import energy_preset, energy_table
+    from supernet.spaces import get_space
+
+    model = energy_preset(args.model)
+    if args.space == "nasbench201":
+        if args.config is not None:
+            raise CLIError("--config does not apply to nasbench201 (one configuration)")
+        space = get_space("nasbench201")
+    else:
+        from supernet.cli.profile_cmd import resolve_config
+
+        if args.space not in SPACE_NAMES:
+            raise CLIError(f"unknown search space {args.space!r}; spaces: {', '.join(SPACE_NAMES)}")
+        space = type(get_space(args.space))(resolve_config(args.config, args.space)) if args.config else \
+            get_space(args.space)
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
+    table = energy_table(space, model, batch_size=args.batch_size)
+    path = table.save(args.out)
+    summary = {"lut": str(path), "space": space.name, "fingerprint": space.fingerprint(), "model": model.name,
+               "source": model.source, "batch_size": args.batch_size, "unit": table.unit,
+               "min": table.min_cost, "max": table.max_cost}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"wrote {path}: {space.name} energy per forward pass of {args.batch_size} image(s), "
+              f"{table.min_cost:.4g}..{table.max_cost:.4g} {table.unit} ({model.name}: {model.source})")
     return 0
 
 
