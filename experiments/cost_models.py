@@ -150,24 +150,43 @@ def run_cpu(args) -> dict:
     import jax
 
     from costs.analytic import analytic_costs
+    from costs.lut import LatencyTable
     from searchers import get_searcher
     from searchers.driver import run_search
     from searchers.objectives import Constraint, WeightedSum
     from supernet.profile import measure_subnets, profile_fbnet
 
     space = get_space("fbnet", preset=args.cpu_preset)
-    t0 = time.perf_counter()
-    table = profile_fbnet(space, batch_size=args.cpu_batch, repeats=args.cpu_repeats)
-    lut_s = time.perf_counter() - t0
-    log(f"cpu: per-op LUT profiled in {lut_s:.0f} s")
     archs = np.asarray(space.sample(jax.random.key(args.seed), args.subnets))
-    measured, t0 = [], time.perf_counter()
-    for start in range(0, len(archs), args.cpu_chunk):  # compile a chunk at a time: bounded memory
-        chunk = archs[start:start + args.cpu_chunk]
+    # Measurements are the slow part (a compile per subnet): kept in --cpu-cache as they are
+    # made, so an interrupted run continues and a rerun with other models re-uses them.
+    settings = {"preset": args.cpu_preset, "batch_size": args.cpu_batch, "subnets": args.subnets,
+                "seed": args.seed, "repeats": args.cpu_repeats, "fingerprint": space.fingerprint()}
+    cache = Path(args.cpu_cache) if args.cpu_cache else None
+    saved = json.loads(cache.read_text()) if cache and cache.exists() else {}
+    if saved.get("settings") != settings:
+        saved = {"settings": settings, "measured_ms": [], "measure_s": 0.0}
+    if "lut" in saved:
+        table, lut_s = LatencyTable.from_json(saved["lut"]), saved["lut_s"]
+    else:
+        t0 = time.perf_counter()
+        table = profile_fbnet(space, batch_size=args.cpu_batch, repeats=args.cpu_repeats)
+        lut_s = time.perf_counter() - t0
+        saved.update(lut=table.to_json(), lut_s=lut_s)
+    log(f"cpu: per-op LUT profiled in {lut_s:.0f} s")
+    measured = list(saved["measured_ms"])
+    while len(measured) < len(archs):  # compile a chunk at a time: bounded memory, resumable
+        t0 = time.perf_counter()
+        chunk = archs[len(measured):len(measured) + args.cpu_chunk]
         measured += [t.median_ms for t in measure_subnets(space.macro, chunk, batch_size=args.cpu_batch,
                                                           repeats=args.cpu_repeats)]
-        log(f"cpu: measured {len(measured)}/{len(archs)} subnets ({time.perf_counter() - t0:.0f} s)")
-    measure_s = (time.perf_counter() - t0) / len(archs)
+        saved["measure_s"] += time.perf_counter() - t0
+        saved["measured_ms"] = measured
+        if cache:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(saved))
+        log(f"cpu: measured {len(measured)}/{len(archs)} subnets ({saved['measure_s']:.0f} s)")
+    measure_s = saved["measure_s"] / len(archs)
     y = np.asarray(measured)
     train, test = split(len(y), args.cpu_train, args.seed, what=f"{len(y)} measured subnets")
 
@@ -192,7 +211,8 @@ def run_cpu(args) -> dict:
     objective = WeightedSum(weights=(("macs", -1e-6),), constraints=(Constraint("latency_ms", bound),))
     searches, found = [], []
     # An untimed search first: it compiles the searcher, which every timed search then reuses.
-    run_search(get_searcher("evolution", space), space, lambda a: {"macs": analytic_costs(space, a).macs,
+    searcher = get_searcher("evolution", space)
+    run_search(searcher, space, lambda a: {"macs": analytic_costs(space, a).macs,
                "latency_ms": analytic_costs(space, a).flops}, budget=args.search_budget, seed=args.seed + 1,
                objective=objective, progress=False)
     for name, fn in estimators.items():
@@ -201,7 +221,7 @@ def run_cpu(args) -> dict:
             return {"macs": analytic_costs(space, a).macs, "latency_ms": fn(a)}
 
         t0 = time.perf_counter()
-        result = run_search(get_searcher("evolution", space), space, cost_model, budget=args.search_budget,
+        result = run_search(searcher, space, cost_model, budget=args.search_budget,
                             seed=args.seed, objective=objective, progress=False)
         elapsed = time.perf_counter() - t0
         best = result.archs[int(np.argmin(result.objectives[:, 0]))]
@@ -336,7 +356,9 @@ def parse_args(argv):
     p.add_argument("--subnets", type=int, default=300)
     p.add_argument("--cpu-train", type=int, default=100)
     p.add_argument("--cpu-repeats", type=int, default=30)
-    p.add_argument("--cpu-chunk", type=int, default=50)
+    p.add_argument("--cpu-chunk", type=int, default=25)
+    p.add_argument("--cpu-cache", default=None, metavar="FILE",
+                   help="keep the CPU measurements here (resumable; default OUT/cost_models_cpu.json with --out)")
     p.add_argument("--search-budget", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true", help="tiny settings: seconds")
@@ -354,6 +376,8 @@ def parse_args(argv):
     args.transfer_bases = [b for b in args.transfer_bases.split(",") if b]
     args.transfer_sizes = [int(n) for n in args.transfer_sizes.split(",")]
     args.part = args.part or ["devices", "transfer", "cpu"]
+    if args.cpu_cache is None and args.out and not args.smoke:
+        args.cpu_cache = str(Path(args.out) / "cost_models_cpu.json")
     return args
 
 
@@ -364,7 +388,7 @@ def main(argv=None) -> int:
     result = {"command": "python experiments/cost_models.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": f"{datetime.date.today()}, {platform.machine()}, jax {jax.__version__} on "
                          f"{jax.default_backend()}",
-              "config": {k: v for k, v in vars(args).items() if k not in ("json", "out")}}
+              "config": {k: v for k, v in vars(args).items() if k not in ("json", "out", "cpu_cache")}}
     t0 = time.perf_counter()
     if "devices" in args.part:
         result["devices"] = run_devices(args.data, args.spaces, args.models, args.train_sizes, args.seeds)
