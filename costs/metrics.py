@@ -9,6 +9,7 @@ With `y` the measured costs and `p` the predictions of `n` architectures:
     kendall_tau Kendall's tau-b (ties in either ranking are corrected for, which matters
                 for devices measured in whole milliseconds)
     spearman    Spearman's rho: Pearson correlation of the (average-tied) ranks
+    (both NaN when undefined: fewer than 2 values, or a constant list)
 
 A searcher only needs the ranking to be right, so tau and rho are the numbers that say
 whether a cost model can replace measurement in a search (Dudziak et al., "BRP-NAS",
@@ -27,6 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+__all__ = ["METRIC_NAMES", "PredictionMetrics", "kendall_tau", "prediction_metrics", "spearman"]
 METRIC_NAMES = ("rmse", "mape", "within_5", "within_10", "kendall_tau", "spearman")
 
 
@@ -62,19 +64,31 @@ def prediction_metrics(measured, predicted) -> PredictionMetrics:
         mape=float(np.mean(rel)),
         within_5=float(np.mean(rel <= 0.05 + 1e-12)),
         within_10=float(np.mean(rel <= 0.10 + 1e-12)),
-        kendall_tau=_rank_corr("kendalltau", y, p),
-        spearman=_rank_corr("spearmanr", y, p),
+        kendall_tau=kendall_tau(y, p),
+        spearman=spearman(y, p),
     )
 
 
-def _rank_corr(name: str, y: np.ndarray, p: np.ndarray) -> float:
+def kendall_tau(a, b) -> float:
+    """Kendall's tau-b of two equal-length 1-D score lists; NaN where undefined (n < 2 or a
+    constant list: no order to agree with)."""
+    return _rank_corr("kendalltau", a, b)
+
+
+def spearman(a, b) -> float:
+    """Spearman's rho (average ranks for ties); NaN where undefined, as `kendall_tau`."""
+    return _rank_corr("spearmanr", a, b)
+
+
+def _rank_corr(name: str, a, b) -> float:
     from scipy import stats  # late: scipy.stats takes most of a second to import, the CLI starts without it
 
-    # A constant prediction has no ranking: scipy returns NaN with a warning; that is a
-    # correlation of 0 (no information about the order), which is how we report it.
-    if np.all(p == p[0]) or np.all(y == y[0]):
-        return 0.0
-    return float(getattr(stats, name)(y, p).statistic)
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"rank correlation needs two 1-D lists of equal length, got {a.shape} and {b.shape}")
+    if len(a) < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")  # scipy would warn and return NaN; say it without the warning
+    return float(getattr(stats, name)(a, b).statistic)
 
 
 def _vector(values, name: str) -> np.ndarray:

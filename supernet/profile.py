@@ -66,13 +66,14 @@ import gc
 import os
 import platform
 import time
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import numpy as np
 from flax import nnx
 
 from costs.lut import LatencyTable, device_info
+from costs.metrics import kendall_tau
 from supernet.blocks import ConvBNReLU, Head, make_candidate
 from supernet.layers import HostInit
 from supernet.spaces.fbnet import CANDIDATES, FBNetConfig, FBNetSpace
@@ -542,23 +543,6 @@ def profile_fbnet(space: FBNetSpace, *, batch_size: int = 1, warmup: int = DEFAU
 
 
 # ---------------------------------------------------------------------------- validation
-def kendall_tau(a: Iterable[float], b: Iterable[float]) -> float:
-    """Kendall's tau-b between two score lists (ties count for neither side); NaN if undefined.
-
-    O(n^2) over pairs, which is nothing for the few dozen subnets a validation times.
-    """
-    a, b = np.asarray(list(a), np.float64), np.asarray(list(b), np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"kendall_tau needs two 1-D lists of equal length, got {a.shape} and {b.shape}")
-    i, j = np.triu_indices(len(a), k=1)
-    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
-    concordance = float(np.sum(da * db))
-    pairs_a, pairs_b = float(np.count_nonzero(da)), float(np.count_nonzero(db))
-    if pairs_a == 0 or pairs_b == 0:
-        return float("nan")
-    return concordance / np.sqrt(pairs_a * pairs_b)
-
-
 def summarize(predicted: Sequence[float], measured: Sequence[float]) -> ValidationSummary:
     """MAPE, worst error, bias and Kendall tau of predictions against measurements."""
     p, m = np.asarray(predicted, np.float64), np.asarray(measured, np.float64)
@@ -568,7 +552,7 @@ def summarize(predicted: Sequence[float], measured: Sequence[float]) -> Validati
     err = 100.0 * (p - m) / m
     return ValidationSummary(
         n=len(p), mape_pct=float(np.mean(np.abs(err))), max_error_pct=float(np.max(np.abs(err))),
-        bias_pct=float(np.mean(err)), kendall_tau=kendall_tau(p, m),
+        bias_pct=float(np.mean(err)), kendall_tau=kendall_tau(p, m),  # costs.metrics: one definition
     )
 
 
