@@ -223,17 +223,21 @@ class AnalyticCostModel:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LUTCostModel:
-    """One or more `costs.lut.LatencyTable`s (one metric each) as a cost model."""
+    """Lookup tables (`costs.lut.LatencyTable`) and fitted cost predictors
+    (`costs.predictors`, e.g. `hwnas costs fit`), one metric each, as one cost model."""
 
     space: SearchSpace
     tables: tuple[Any, ...]
 
     def __post_init__(self):
         for t in self.tables:
-            t.check_space(self.space)
+            if hasattr(t, "check_space"):
+                t.check_space(self.space)
+            elif t.space.fingerprint() != self.space.fingerprint():  # a predictor
+                raise ValueError(f"cost predictor {t.name!r} was fitted for another {t.space.name} configuration")
         names = [t.metric for t in self.tables]
         if len(set(names)) != len(names):
-            raise ValueError(f"two lookup tables give the same metric: {names}")
+            raise ValueError(f"two cost models give the same metric: {names}")
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -241,11 +245,12 @@ class LUTCostModel:
 
     def __call__(self, archs: Int[Array, "n d"]) -> Metrics:
         archs = self.space.validate(np.atleast_2d(np.asarray(archs)))
-        return {t.metric: np.asarray(t.cost(archs), np.float64) for t in self.tables}
+        return {t.metric: np.asarray(t.cost(archs) if hasattr(t, "cost") else t.predict(archs), np.float64)
+                for t in self.tables}
 
     def metric_range(self, name: str) -> tuple[float, float] | None:
         for t in self.tables:
-            if t.metric == name:
+            if t.metric == name and hasattr(t, "min_cost"):
                 return t.min_cost, t.max_cost
         return None
 

@@ -10,6 +10,7 @@ from flax import nnx
 
 from costs.lut import LatencyTable
 from searchers.evaluators import LUTCostModel
+from costs.predictors import get_predictor
 from supernet.cli import main
 from supernet.config import apply_overrides, load_experiment
 from supernet.spaces import get_space
@@ -60,3 +61,15 @@ def test_search_cli_runs_on_a_supernet(trained, capsys):
         assert 0 <= row["accuracy"] <= 100 and row["latency_ms"] > 0 and len(row["arch"]) == 3
     assert main(argv + ["--data", "x"]) == 2
     assert "exactly one of --data" in capsys.readouterr().err
+
+    # A fitted cost predictor (`hwnas costs fit`) gives a second metric beside the table.
+    space = get_space("fbnet", "micro")
+    archs = np.asarray(space.sample(jax.random.key(1), 200))
+    energy = get_predictor("lut", space, metric="energy_mj").fit(archs, 1.0 + archs.sum(axis=1))
+    energy.save(trained / "energy.npz")
+    argv[argv.index("pareto")] = "pareto:lat,energy"
+    assert main(argv + ["--cost-model", str(trained / "energy.npz")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for row in out["front"]:
+        arch = space.from_public(row["arch"])
+        assert row["energy_mj"] == pytest.approx(float(energy.predict(arch[None])[0]), rel=1e-6)

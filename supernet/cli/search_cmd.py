@@ -40,6 +40,8 @@ def register(sub) -> None:
                    help="evaluate with a trained supernet's inherited weights instead of tabular data")
     p.add_argument("--lut", action="append", default=[], metavar="FILE",
                    help="latency (or energy) table for the supernet evaluator's costs (repeatable)")
+    p.add_argument("--cost-model", action="append", default=[], metavar="FILE.npz",
+                   help="with --supernet: a fitted cost predictor (`hwnas costs fit`) giving its metric (repeatable)")
     p.add_argument("--device", default=None, help="device whose measured latency is used (e.g. raspi4)")
     p.add_argument("--searcher", required=True, help=f"one of {', '.join(SEARCHER_NAMES)}")
     p.add_argument("--budget", type=int, required=True, metavar="N", help="distinct architectures to evaluate")
@@ -107,8 +109,8 @@ def _evaluator(args):
     if (args.data is None) == (args.supernet is None):
         raise CLIError("give exactly one of --data DIR (tabular data) and --supernet WORKDIR")
     if args.data is not None:
-        if args.lut:
-            raise CLIError("--lut goes with --supernet; tabular data brings its own latency")
+        if args.lut or args.cost_model:
+            raise CLIError("--lut and --cost-model go with --supernet; tabular data brings its own latency")
         return tabular_search_evaluator(args.space, args.data, args.device)
     from costs.lut import LatencyTable
     from searchers.evaluators import AnalyticCostModel, LUTCostModel
@@ -118,7 +120,10 @@ def _evaluator(args):
     run, state = load_state(args.supernet)
     if run.space.name != args.space:
         raise CLIError(f"--space {args.space} but the supernet in {args.supernet} is of the {run.space.name} space")
+    from costs.predictors import load_predictor
+
     tables = tuple(LatencyTable.load(path, run.space) for path in args.lut)
+    tables += tuple(load_predictor(path, run.space) for path in args.cost_model)
     costs = LUTCostModel(run.space, tables) if tables else AnalyticCostModel(run.space)
     return SupernetEvaluator(run, state, costs)
 
