@@ -197,3 +197,17 @@ def test_predictor_input_errors():
     with pytest.raises(PredictorError, match="unknown cost model 'nope'; models: lut"):
         get_predictor("nope", space)
     assert set(PREDICTORS) >= {"lut", "flops", "transfer"}
+
+
+@pytest.mark.parametrize("name", ["fbnet", "nasbench201", "ofa_mbv3"])
+def test_roofline_recovers_a_roofline_device(name):
+    # A device that is exactly a roofline: compute- or memory-bound per unit, plus a cost per
+    # op and a fixed cost; the four coefficients come back from 200 whole-network timings.
+    space = get_space(name)
+    model = get_predictor("analytic", space)
+    truth = np.log([2e-8, 5e-9, 0.05, 1.5])  # ms per MAC, ms per byte, per op, fixed
+    train, test = _archs(space, 200, 0), _archs(space, 100, 1)
+    y = model._cost(truth, *model.units(train))
+    model.fit(train, y)
+    np.testing.assert_allclose(model.predict(test), model._cost(truth, *model.units(test)), rtol=1e-4)
+    assert set(model.coefficients) == {"macs_per_unit_time", "bytes_per_unit_time", "per_op", "fixed"}

@@ -28,8 +28,8 @@ from costs.analytic import FBNetTables, OFATables, layer_cost_tables
 from costs.features import ofa_active_blocks
 from costs.predictors.base import Predictor, positive
 
-# Log-offsets of the initial guess (all terms, then the per-op and fixed terms).
-_STARTS = tuple((a, b) for a in (-2.0, 0.0, 2.0) for b in (-3.0, 0.0))
+# Log-offsets of the naive initial guess (all terms; then the per-op and fixed terms).
+_STARTS = tuple((a, a, a + b, a + b) for a in (-2.0, 0.0, 2.0) for b in (-3.0, 0.0))
 
 
 class RooflinePredictor(Predictor):
@@ -79,23 +79,25 @@ class RooflinePredictor(Predictor):
     def _fit(self, archs, y):
         positive(y, self.name)
         macs, traffic = self.units(archs)
-        # Initial guess: each term alone would explain the median latency.
-        med = float(np.median(y))
-        guess = np.log([med / np.median(macs.sum(1)), med / np.median(traffic.sum(1)),
-                        med / max(1.0, np.median((traffic > 0).sum(1))), med])
-
         log_y = np.log(y)
 
         def residual(theta):
             return np.log(np.maximum(self._cost(theta, macs, traffic), 1e-30)) - log_y
 
         best = None
-        for shift, overhead_shift in _STARTS:
-            start = guess + shift + np.array([0.0, 0.0, overhead_shift, overhead_shift])
-            fit = optimize.least_squares(residual, start, method="trf", max_nfev=400)
+        guess = self._guess(macs, traffic, y)
+        for start in [_alternating_start(macs, traffic, y, guess)] + [guess + np.array(s) for s in _STARTS]:
+            fit = optimize.least_squares(residual, start, method="trf", max_nfev=200, xtol=1e-12, ftol=1e-12)
             if best is None or fit.cost < best.cost:
                 best = fit
         self.log_coef = best.x
+
+    @staticmethod
+    def _guess(macs, traffic, y) -> np.ndarray:
+        """Each term alone would explain the median latency."""
+        med = float(np.median(y))
+        return np.log([med / np.median(macs.sum(1)), med / np.median(traffic.sum(1)),
+                       med / max(1.0, np.median((traffic > 0).sum(1))), med])
 
     def _predict(self, archs):
         return self._cost(self.log_coef, *self.units(archs))
@@ -115,3 +117,27 @@ class RooflinePredictor(Predictor):
         if coef.shape != (4,):
             raise ValueError(f"log_coef has shape {coef.shape}, expected (4,)")
         self.log_coef = coef
+
+
+def _alternating_start(macs, traffic, y, guess: np.ndarray, rounds: int = 30) -> np.ndarray:
+    """A start in the right basin: which bound each unit hits, then the coefficients, in turn.
+
+    Given which units are compute-bound, the cost is linear in (1/P, 1/B, o, c0): solve that
+    by non-negative least squares of the relative error, re-decide the bounds, repeat until
+    they stop changing (the max is what makes the full problem non-convex).
+    """
+    runs = (traffic > 0).sum(1).astype(np.float64)
+    compute = np.ones_like(macs, dtype=bool)  # first guess: every unit compute-bound
+    w = 1.0 / y
+    coef = np.zeros(4)
+    for _ in range(rounds):
+        design = np.stack([(macs * compute).sum(1), (traffic * ~compute).sum(1), runs, np.ones_like(y)], 1)
+        scale = np.maximum(design.max(0), 1e-30)
+        coef = optimize.nnls(design / scale * w[:, None], y * w)[0] / scale
+        inv_p, inv_b = max(coef[0], 1e-30), max(coef[1], 1e-30)
+        now = macs * inv_p >= traffic * inv_b
+        if np.array_equal(now, compute):
+            break
+        compute = now
+    # A zero coefficient starts at a term worth 0.1 % of the median latency, not at log(0).
+    return np.where(coef > 0, np.log(np.maximum(coef, 1e-300)), guess + np.log(1e-3))
