@@ -11,6 +11,9 @@ Runbook:
     python experiments/cost_models.py --part cpu --subnets 300 --out experiments/results
     python experiments/cost_models.py --smoke --json     # seconds; what the test runs
 
+speed: every model fitted on 1,000 measured architectures, then timed predicting
+    `--predict-size` (100,000) random architectures of each space.
+
 `--out DIR` writes `cost_models.json` (every number) and `cost_models.md` (the command first,
 then the tables); without it, tables (or `--json`) go to stdout. Progress goes to stderr.
 
@@ -111,6 +114,34 @@ def nb201_check(rows) -> list[dict]:
                     "xgboost_within_10": cell["xgboost"]["within_10"],
                     "met": bool(best["kendall_tau"] > base_tau and best["within_10"] >= base_w10)})
     return out
+
+
+# ============================================================================ speed
+def run_speed(data_dir, spaces, models, n_predict: int) -> list[dict]:
+    """Fit on 1000 measured architectures of the space's first device, predict `n_predict`
+    random ones: the first call (with any compilation) and the median of 3 more."""
+    import jax
+
+    rows = []
+    for space in spaces:
+        data = load_measured(space, data_dir)
+        space_obj = get_space(data.space)
+        device = devices(data)[0]
+        train, _ = split(len(data.archs), min(1000, len(data.archs) - 1), 0, what=space)
+        archs = np.asarray(space_obj.sample(jax.random.key(0), n_predict))
+        for name in models:
+            t0 = time.perf_counter()
+            model = get_predictor(name, space_obj).fit(data.archs[train], latency(data, device)[train])
+            fit_s = time.perf_counter() - t0
+            times = []
+            for _ in range(4):
+                t0 = time.perf_counter()
+                model.predict(archs)
+                times.append(time.perf_counter() - t0)
+            rows.append({"space": space, "device": device, "model": name, "fit_s": fit_s,
+                         "first_predict_s": times[0], "predict_s": float(np.median(times[1:])), "n": n_predict})
+            log(f"speed: {space} {name}: predict {n_predict} in {rows[-1]['predict_s']:.3f} s")
+    return rows
 
 
 # ============================================================================ transfer
@@ -293,6 +324,19 @@ def render(result: dict) -> str:
                          f"{c['xgboost_tau']:.3f} | {c['lut_within_10']:.3f} | {c['xgboost_within_10']:.3f} | "
                          f"{'yes' if c['met'] else 'no'} |")
         lines.append("")
+    speed = result.get("speed")
+    if speed:
+        lines += [f"## Predicting {speed[0]['n']:,} random architectures", "",
+                  "Fitted on 1,000 measured architectures of the space's first device; seconds for one call on "
+                  "all of them (median of 3 after a first call that includes any compilation).", "",
+                  "| model | " + " | ".join(dict.fromkeys(r["space"] for r in speed)) + " |",
+                  "|---|" + "---|" * len(dict.fromkeys(r["space"] for r in speed))]
+        for m in dict.fromkeys(r["model"] for r in speed):
+            cells = {r["space"]: r for r in speed if r["model"] == m}
+            lines.append(f"| {m} | " + " | ".join(
+                f"{cells[sp]['predict_s']:.3f} (first {cells[sp]['first_predict_s']:.2f})" if sp in cells else "-"
+                for sp in dict.fromkeys(r["space"] for r in speed)) + " |")
+        lines.append("")
     transfer = result.get("transfer")
     if transfer:
         lines += ["## Transfer to a new device from N samples", "",
@@ -343,8 +387,9 @@ def render(result: dict) -> str:
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder laid out like ../shared/data")
-    p.add_argument("--part", action="append", choices=("devices", "transfer", "cpu"),
-                   help="run only these parts (repeatable; default all three)")
+    p.add_argument("--part", action="append", choices=("devices", "speed", "transfer", "cpu"),
+                   help="run only these parts (repeatable; default all four)")
+    p.add_argument("--predict-size", type=int, default=100_000, help="architectures the speed part predicts")
     p.add_argument("--spaces", default=",".join(SPACES))
     p.add_argument("--models", default=",".join(STANDALONE))
     p.add_argument("--train-sizes", default="20,100,1000")
@@ -369,13 +414,13 @@ def parse_args(argv):
         args.spaces, args.models, args.train_sizes, args.seeds = "nasbench201,fbnet", "lut,analytic,flops", "20", 1
         args.transfer_bases, args.transfer_sizes = "lut", "10"
         args.cpu_preset, args.subnets, args.cpu_train, args.cpu_repeats, args.search_budget = "micro", 8, 4, 3, 30
-        args.models = "lut,analytic,flops"
+        args.models, args.predict_size = "lut,analytic,flops", 1000
     args.spaces = [s for s in args.spaces.split(",") if s]
     args.models = [m for m in args.models.split(",") if m]
     args.train_sizes = [int(n) for n in args.train_sizes.split(",")]
     args.transfer_bases = [b for b in args.transfer_bases.split(",") if b]
     args.transfer_sizes = [int(n) for n in args.transfer_sizes.split(",")]
-    args.part = args.part or ["devices", "transfer", "cpu"]
+    args.part = args.part or ["devices", "speed", "transfer", "cpu"]
     if args.cpu_cache is None and args.out and not args.smoke:
         args.cpu_cache = str(Path(args.out) / "cost_models_cpu.json")
     return args
@@ -393,6 +438,8 @@ def main(argv=None) -> int:
     if "devices" in args.part:
         result["devices"] = run_devices(args.data, args.spaces, args.models, args.train_sizes, args.seeds)
         result["nb201_check"] = nb201_check(result["devices"])
+    if "speed" in args.part:
+        result["speed"] = run_speed(args.data, args.spaces, args.models, args.predict_size)
     if "transfer" in args.part:
         result["transfer"] = run_transfer(args.data, args.spaces, args.transfer_bases, args.transfer_sizes, args.seeds)
     if "cpu" in args.part:

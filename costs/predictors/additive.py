@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize
 
-from costs.features import one_hot
+from costs.features import ofa_active_blocks, one_hot
 from costs.predictors.base import Predictor, PredictorError
 
 
@@ -37,7 +37,23 @@ class AdditivePredictor(Predictor):
         self.coef = coef * scale
 
     def _predict(self, archs):
-        return self.coef[0] + one_hot(self.space, archs).astype(np.float64) @ self.coef[1:]
+        # A gather per decision (what the one-hot product computes, without building it).
+        per = self._table()[np.arange(archs.shape[1]), archs]
+        if self.space.name == "ofa_mbv3":
+            active = ofa_active_blocks(self.space, archs)
+            per[:, self.space.kernel_slice] *= active
+            per[:, self.space.expand_slice] *= active
+        return self.coef[0] + per.sum(axis=1)
+
+    def _table(self) -> np.ndarray:
+        """`[decisions, max choices]` fitted entries, NaN where a decision has fewer choices."""
+        cards = self.space.cardinalities
+        table = np.full((len(cards), max(cards)), np.nan)
+        offset = 1
+        for i, c in enumerate(cards):
+            table[i, :c] = self.coef[offset:offset + c]
+            offset += c
+        return table
 
     def _state(self):
         return {"coef": self.coef}
@@ -54,12 +70,7 @@ class AdditivePredictor(Predictor):
 
         if self.space.name == "ofa_mbv3":
             raise PredictorError("lut: an ofa_mbv3 table is per resolution and block; profile one with `hwnas profile`")
-        cards = self.space.cardinalities
-        table = np.full((len(cards), max(cards)), np.nan)
-        offset = 1
-        for i, c in enumerate(cards):
-            table[i, :c] = self.coef[offset:offset + c]
-            offset += c
+        table = self._table()
         info = dict(device or {"name": self.device or "fitted"})
         info.setdefault("source", f"fitted from {self.train_size} whole-network measurements (nnls)")
         return LatencyTable.for_space(self.space, table, fixed=float(self.coef[0]), device=info, metric=self.metric)

@@ -24,8 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize
 
-from costs.analytic import FBNetTables, OFATables, layer_cost_tables
-from costs.features import ofa_active_blocks
+from costs.features import unit_costs
 from costs.predictors.base import Predictor, positive
 
 # Log-offsets of the naive initial guess (all terms; then the per-op and fixed terms).
@@ -43,30 +42,7 @@ class RooflinePredictor(Predictor):
 
     def units(self, archs) -> tuple[np.ndarray, np.ndarray]:
         """MACs and traffic bytes `[n, units + 1]` of each unit of each architecture."""
-        tables = layer_cost_tables(self.space)
-        archs = np.asarray(archs)
-        if isinstance(tables, FBNetTables):
-            rows = np.arange(archs.shape[1])
-            per = [np.concatenate([np.broadcast_to(f, (len(archs), 1)), t[rows, archs]], 1)
-                   for f, t in zip(tables.fixed, tables.layers)]
-            macs, act, weight = per[0], per[3], per[4]
-        elif isinstance(tables, OFATables):
-            r = archs[:, self.space.resolution_index]
-            k, e = archs[:, self.space.kernel_slice], archs[:, self.space.expand_slice]
-            b = np.arange(k.shape[1])[None, :]
-            mask = ofa_active_blocks(self.space, archs)
-            per = [np.concatenate([f[r][:, None], t[r[:, None], b, k, e] * mask], 1)
-                   for f, t in zip(tables.fixed, tables.blocks)]
-            macs, act, weight = per[0], per[3], per[4]
-        else:  # NAS-Bench-201: per-edge tables
-            rows = np.arange(archs.shape[1])
-
-            def edge(fixed, table):
-                return np.concatenate([np.full((len(archs), 1), fixed), table[rows, archs]], 1)
-
-            macs = edge(tables.fixed.macs, tables.edge_macs)
-            act = edge(tables.fixed.act_traffic, tables.edge_act_traffic)
-            weight = edge(tables.fixed.weight_traffic, tables.edge_weight_traffic)
+        macs, act, weight = unit_costs(self.space, archs, ("macs", "act_traffic", "weight_traffic"))
         bpe, batch = self.options["bytes_per_element"], self.options["batch_size"]
         return macs * batch, (act * batch + weight) * bpe
 
