@@ -20,7 +20,6 @@ one.
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize
 
 from costs.features import ofa_active_blocks, one_hot
 from costs.predictors.base import Predictor, PredictorError
@@ -30,6 +29,8 @@ class AdditivePredictor(Predictor):
     name = "lut"
 
     def _fit(self, archs, y):
+        from scipy import optimize  # late: scipy.optimize costs a second at import, every CLI call would pay it
+
         design = np.concatenate([np.ones((len(archs), 1)), one_hot(self.space, archs)], axis=1)
         # nnls solves exactly; scale the columns' target to O(1) for its tolerance checks.
         scale = float(np.mean(np.abs(y))) or 1.0

@@ -22,7 +22,6 @@ leave out (fusion, cache reuse, op-specific kernels).
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize
 
 from costs.features import unit_costs
 from costs.predictors.base import Predictor, positive
@@ -53,6 +52,8 @@ class RooflinePredictor(Predictor):
         return fixed + np.sum(np.maximum(macs * inv_p, traffic * inv_b) + overhead * runs, axis=1)
 
     def _fit(self, archs, y):
+        from scipy import optimize  # late: scipy.optimize costs a second at import, every CLI call would pay it
+
         positive(y, self.name)
         macs, traffic = self.units(archs)
         log_y = np.log(y)
@@ -102,6 +103,8 @@ def _alternating_start(macs, traffic, y, guess: np.ndarray, rounds: int = 30) ->
     by non-negative least squares of the relative error, re-decide the bounds, repeat until
     they stop changing (the max is what makes the full problem non-convex).
     """
+    from scipy import optimize
+
     runs = (traffic > 0).sum(1).astype(np.float64)
     compute = np.ones_like(macs, dtype=bool)  # first guess: every unit compute-bound
     w = 1.0 / y

@@ -36,7 +36,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import xgboost as xgb
 
 from costs.features import FEATURE_SETS, features
 from costs.predictors.base import Predictor, PredictorError, positive
@@ -62,15 +61,19 @@ class XGBoostPredictor(Predictor):
         clash = {"seed", "nthread", "random_state", "n_jobs"} & set(params)
         if clash:
             raise PredictorError(f"{self.name}: give {', '.join(sorted(clash))} as options, not in params")
-        self.booster: xgb.Booster | None = None
+        self.booster = None  # an xgboost.Booster once fitted
 
-    def _features(self, archs: np.ndarray) -> xgb.DMatrix:
+    def _features(self, archs: np.ndarray):
+        import xgboost as xgb  # late: importing xgboost takes a while; only fitting and predicting need it
+
         return xgb.DMatrix(features(self.space, archs, self.options["features"]), nthread=self.options["nthread"])
 
     def _train_params(self) -> dict[str, Any]:
         return {**self.options["params"], "seed": self.options["seed"], "nthread": self.options["nthread"]}
 
     def _fit(self, archs, y):
+        import xgboost as xgb
+
         target = np.log(positive(y, self.name)) if self.options["log_target"] else y
         dtrain = self._features(archs)
         dtrain.set_label(target)
@@ -89,6 +92,8 @@ class XGBoostPredictor(Predictor):
         return {"booster_ubj": np.frombuffer(bytes(self.booster.save_raw("ubj")), np.uint8)}
 
     def _load_state(self, arrays):
+        import xgboost as xgb
+
         raw = np.asarray(arrays["booster_ubj"])
         if raw.dtype != np.uint8 or raw.ndim != 1:
             raise ValueError(f"booster_ubj must be uint8 bytes, got {raw.dtype} {raw.shape}")
