@@ -87,6 +87,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from costs.errors import LocatedError
 from costs.lut import OFA_LAYOUT, UNITS, LatencyTable, LUTError, OFALatencyTable, device_info
 
 FIXED = "fixed"  # the `decision` of rows costing the part no decision touches
@@ -101,25 +102,9 @@ OFA_REFUSAL = (f"{OFA_LAYOUT} tables cannot be imported from a (decision, choice
                f"depth decides which blocks exist); build them with `hwnas profile --space {OFA_LAYOUT}`")
 
 
-class LUTImportError(LUTError):
-    """A cost CSV that does not hold what the format promises.
-
-    `path`, `line` (1-based, header = line 1) and `column` are attributes so tools can point
-    at the spot; `line` is None when the defect has no single line (a missing row).
-    """
-
-    def __init__(self, path: PathLike, problem: str, line: int | None = None, column: str | None = None):
-        self.path, self.line, self.column, self.problem = str(path), line, column, problem
-        where = [str(path)]
-        if line is not None:
-            where.append(f"line {line}")
-        if column is not None:
-            where.append(f"column {column!r}")
-        super().__init__(f"{', '.join(where)}: {problem}")
-
-    def __reduce__(self):
-        # Rebuild from the parts (the default would pass only the message to __init__).
-        return type(self), (self.path, self.problem, self.line, self.column)
+class LUTImportError(LUTError, LocatedError):
+    """A cost CSV that does not hold what the format promises (`path`, `line`, `column`:
+    see `costs.errors.LocatedError`; `line` is None when the defect is a missing row)."""
 
 
 # ====================================================================== import

@@ -36,6 +36,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from costs.errors import LocatedError
 from supernet.spaces import SearchSpace, get_space
 from supernet.spaces.nasbench201 import arch_str_table
 
@@ -64,26 +65,13 @@ class MeasuredData(NamedTuple):
     metrics: dict[str, np.ndarray]  # name -> float64 [n]
 
 
-class MeasuredDataError(ValueError):
+class MeasuredDataError(LocatedError):
     """A data file is missing or does not hold what its format promises.
 
     `path`, `line` (1-based line in the file; the header is line 1) and `column` are kept as
     attributes so that tools can point at the spot; either may be None when the defect has no
     single place (a missing file, an index absent from a whole file).
     """
-
-    def __init__(self, path: PathLike, problem: str, line: int | None = None, column: str | None = None):
-        self.path, self.line, self.column, self.problem = str(path), line, column, problem
-        where = [str(path)]
-        if line is not None:
-            where.append(f"line {line}")
-        if column is not None:
-            where.append(f"column {column!r}")
-        super().__init__(f"{', '.join(where)}: {problem}")
-
-    def __reduce__(self):
-        # Rebuild from the parts (the default would pass only the message to __init__).
-        return type(self), (self.path, self.problem, self.line, self.column)
 
 
 # ============================================================================ public loaders
