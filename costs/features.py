@@ -63,16 +63,10 @@ def one_hot(space, archs: np.ndarray) -> np.ndarray:
 def _analytic(space, archs: np.ndarray) -> np.ndarray:
     costs = analytic_costs(space, archs)
     totals = np.stack([np.log(costs.macs), np.log(costs.params), np.log(costs.peak_activation_bytes)], 1)
-    tables = layer_cost_tables(space)
-    if space.name == "fbnet":
-        layers = tables.layers.macs[np.arange(archs.shape[1]), archs]  # [n, layers]
-    elif isinstance(tables, OFATables):
-        r = archs[:, space.resolution_index]
-        k, e = archs[:, space.kernel_slice], archs[:, space.expand_slice]
-        blocks = np.arange(k.shape[1])[None, :]
-        layers = tables.blocks.macs[r[:, None], blocks, k, e] * ofa_active_blocks(space, archs)
-    else:
+    if space.name == "nasbench201":
         return totals
+    (per_unit,) = unit_costs(space, archs, ("macs",))
+    layers = per_unit[:, 1:]  # column 0 is the fixed part
     return np.concatenate([totals, layers / costs.macs[:, None]], axis=1)
 
 
@@ -110,3 +104,27 @@ def unit_costs(space, archs, fields=("macs",)) -> list[np.ndarray]:
             per = np.take(getattr(tables, f"edge_{field}").reshape(-1), flat)
         out.append(np.concatenate([np.broadcast_to(fixed, (n, 1)), per], 1))
     return out
+
+
+def shared_choice_counts(space) -> tuple[np.ndarray, np.ndarray]:
+    """Map one-hot columns to counts of each choice over decisions that offer the same choices.
+
+    Returns `M [sum(cardinalities), c]` (one-hot @ M = how many of those decisions picked
+    each choice) and the family `int [c]` of each count column (one family per distinct
+    choice tuple offered by two or more decisions). Empty when no two decisions share choices.
+    """
+    families: dict[tuple, list[int]] = {}
+    for i, d in enumerate(space.decisions):
+        families.setdefault(tuple(str(c) for c in d.choices), []).append(i)
+    offsets = np.concatenate([[0], np.cumsum(space.cardinalities)])
+    cols, fam = [], []
+    shared = [members for members in families.values() if len(members) > 1]
+    for k, members in enumerate(shared):
+        for c in range(int(space.cardinalities[members[0]])):
+            col = np.zeros(int(offsets[-1]))
+            col[[offsets[i] + c for i in members]] = 1.0
+            cols.append(col)
+            fam.append(k)
+    if not cols:
+        return np.zeros((int(offsets[-1]), 0)), np.zeros(0, np.int64)
+    return np.stack(cols, 1), np.asarray(fam, np.int64)

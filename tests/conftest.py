@@ -21,3 +21,15 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 # Tests may read the real public data beside the checkout; the package never does.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def load_script(path, name: str):
+    """Import an `experiments/*.py` file as module `name` (scripts are not a package)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module

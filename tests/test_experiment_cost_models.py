@@ -1,23 +1,18 @@
 """Smoke test of experiments/cost_models.py: every part on tiny settings, --json parsed."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "cost_models.py"
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("experiments_cost_models", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "experiments_cost_models")
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "nasbench201" / "latency_ms.csv").exists(), reason="needs the shared data")

@@ -1,23 +1,18 @@
 """Smoke test of the searcher benchmark script (experiments/searchers.py): one tiny grid, --json."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "searchers.py"
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("experiments_searchers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "experiments_searchers")
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "nasbench201" / "cifar10.csv").exists(), reason="needs the shared data")

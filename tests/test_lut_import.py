@@ -1,6 +1,5 @@
 """Importing per-choice costs from CSV (costs/lut_import.py), `hwnas costs import`, and the raspi4 example."""
 
-import importlib.util
 import json
 import pickle
 import sys
@@ -13,7 +12,7 @@ from costs.lut import LatencyTable, LUTError
 from costs.lut_import import LUTImportError, export_csv, import_csv
 from supernet.cli import main
 from supernet.spaces import get_space
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, load_script
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "experiments" / "import_raspi4_lut.py"
 PI_LUT = SHARED_DATA / "fbnet" / "raspi4_layer_lut_us.json"
@@ -244,11 +243,7 @@ def test_cli_costs_needs_a_subcommand(capsys):
 
 # ====================================================================== experiments/import_raspi4_lut.py
 def _load_example():
-    spec = importlib.util.spec_from_file_location("experiments_import_raspi4_lut", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLE, "experiments_import_raspi4_lut")
 
 
 @pytest.mark.skipif(not PI_LUT.exists(), reason="needs the shared data (../shared/data)")

@@ -88,7 +88,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from costs.features import FEATURE_SETS, features, one_hot
+from costs.features import FEATURE_SETS, features, one_hot, shared_choice_counts
 from costs.predictors.base import Predictor, PredictorError, finite_float, positive
 
 KERNELS = ("linear+rbf", "linear+matern52", "rbf", "matern52", "linear")
@@ -259,30 +259,6 @@ class GPPredictor(Predictor):
 
 
 # ============================================================================ the maths
-def shared_choice_counts(space) -> tuple[np.ndarray, np.ndarray]:
-    """Map one-hot columns to counts of each choice over decisions that offer the same choices.
-
-    Returns `M [sum(cardinalities), c]` (one-hot @ M = how many of those decisions picked
-    each choice) and the family `int [c]` of each count column (one family per distinct
-    choice tuple offered by two or more decisions). Empty when no two decisions share choices.
-    """
-    families: dict[tuple, list[int]] = {}
-    for i, d in enumerate(space.decisions):
-        families.setdefault(tuple(str(c) for c in d.choices), []).append(i)
-    offsets = np.concatenate([[0], np.cumsum(space.cardinalities)])
-    cols, fam = [], []
-    shared = [members for members in families.values() if len(members) > 1]
-    for k, members in enumerate(shared):
-        for c in range(int(space.cardinalities[members[0]])):
-            col = np.zeros(int(offsets[-1]))
-            col[[offsets[i] + c for i in members]] = 1.0
-            cols.append(col)
-            fam.append(k)
-    if not cols:
-        return np.zeros((int(offsets[-1]), 0)), np.zeros(0, np.int64)
-    return np.stack(cols, 1), np.asarray(fam, np.int64)
-
-
 _THETA_KEYS = ("mean", "log_lin", "log_sf", "log_ls", "log_sn", "noise_power")
 
 

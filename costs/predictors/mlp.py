@@ -19,7 +19,7 @@ deviations pulls linearly, not quadratically. The target is latency itself by de
 its log: a sum of per-op costs is additive in milliseconds, and in log space it is not.
 
 Inputs: the feature set, plus (option `shared`) for every group of decisions that offer the
-same choices, how many of them picked each choice (`gp.shared_choice_counts`): the wide path
+same choices, how many of them picked each choice (`costs.features.shared_choice_counts`): the wide path
 can then learn one cost per op shared by all positions, which 1,000 samples pin down better
 than one cost per (position, op).
 
@@ -62,9 +62,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from costs.features import FEATURE_SETS, features, one_hot
+from costs.features import FEATURE_SETS, features, one_hot, shared_choice_counts
 from costs.predictors.base import Predictor, PredictorError, finite_float, positive
-from costs.predictors.gp import shared_choice_counts
 
 _CHUNK = 8192  # rows per jitted forward call at predict time (one compiled shape)
 

@@ -98,13 +98,13 @@ class TransferPredictor(Predictor):
         log_y = np.log(positive(y, "transfer"))
         F = self._source_matrix(archs)
         shared = self._shared(F)
+        scale_weights = self._scale_fit(shared, log_y)
         if self.options["method"] == "scale":
-            A = np.stack([shared, np.ones_like(shared)], 1)
-            s, c = np.linalg.lstsq(A, log_y, rcond=None)[0]
-            self.weights = s * self._equal_weights()
-            self.intercept = c - float(s * np.sum(self.source_stats[:, 0] / self.source_stats[:, 1]) / len(F[0]))
+            # log y = s * shared + c with shared = sum_k (f_k - mu_k) / (k sd_k): per-source weights.
+            self.weights = scale_weights
+            self.intercept = float(np.mean(log_y - F @ scale_weights))
         else:
-            self.weights, self.intercept = _ridge_towards(F, log_y, self._scale_fit(shared, log_y))
+            self.weights, self.intercept = _ridge_towards(F, log_y, scale_weights)
 
     def _equal_weights(self) -> np.ndarray:
         k = len(self.source_stats)
@@ -114,7 +114,7 @@ class TransferPredictor(Predictor):
         return np.mean((F - self.source_stats[:, 0]) / self.source_stats[:, 1], axis=1)
 
     def _scale_fit(self, shared, log_y) -> np.ndarray:
-        """Prior weights for `stack`: the `scale` solution written as per-source weights."""
+        """The `scale` solution as per-source weights (also the prior `stack` shrinks towards)."""
         A = np.stack([shared, np.ones_like(shared)], 1)
         s = np.linalg.lstsq(A, log_y, rcond=None)[0][0]
         return s * self._equal_weights()
