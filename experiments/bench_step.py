@@ -14,8 +14,10 @@ as `hwnas train` runs it (`supernet.train.make_steps`), on the same batch:
                          uniform's draw is replaced by it), so it is the same work as `subnet`
     <method> arch        the method's architecture step (held-out batch)
 
-Time: median of `--steps` calls after warm-up, each waited for, all rows interleaved (round
-robin) so that load drifting on a shared machine affects every row alike. Memory: XLA's buffer
+Time: median of `--steps` rounds after warm-up; all rows interleaved (round robin) so that load
+drifting on a shared machine affects every row alike, and in each round every row runs twice in
+a row and its second call is timed (waited for): the warm step a training loop repeats, not the
+first call after the 8x larger darts/fbnet steps have evicted its working set from the caches. Memory: XLA's buffer
 assignment for the compiled step (`Compiled.memory_analysis()`): `temp` is activations and
 workspace, `peak` adds arguments and outputs not aliased to donated inputs; the supernet's
 arguments hold every candidate's weights, so `temp` is where "compute follows the active
@@ -108,7 +110,7 @@ def bench(preset: str, batch_size: int, steps: int, compile_steps: int, seed: in
             rows.append({"step": f"{name} {kind}", **memory(run.steps[kind], fresh, args),
                          "compiles": compiles[kind], "compiles_total": compiles["total"]})
             programs.append([run.steps[kind], fresh, args])
-    for row, ms in zip(rows, time_steps_interleaved(programs, steps)):
+    for row, ms in zip(rows, time_steps_interleaved(programs, steps, calls=2)):
         row["ms"] = ms
     base = rows[0]
     for row in rows:
@@ -141,7 +143,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per row")
+    parser.add_argument("--steps", type=int, default=50, help="timed rounds (steps per row)")
     parser.add_argument("--compile-steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")

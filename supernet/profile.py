@@ -200,22 +200,28 @@ def measure_interleaved(programs: Sequence[tuple[Callable[[Any], Any], Any]], *,
     return [_summary(np.concatenate(s)) for s in samples]
 
 
-def time_steps_interleaved(programs: Sequence[list], steps: int, warmup: int = 3) -> list[float]:
+def time_steps_interleaved(programs: Sequence[list], steps: int, warmup: int = 3, calls: int = 1) -> list[float]:
     """Median milliseconds of stateful steps `state, metrics = fn(state, *args)`, interleaved.
 
     The training-step counterpart of `measure_interleaved`: `programs` holds `[fn, state,
-    args]` lists; each round calls every program once (its donated state replaced by the
-    returned one), so load drifting on a shared machine reaches every row alike and their
-    ratios stay meaningful. The first `warmup` rounds are not timed.
+    args]` lists; each round calls every program `calls` times in a row (its donated state
+    replaced by the returned one) and times the last call, so load drifting on a shared
+    machine reaches every row alike and their ratios stay meaningful. With `calls=1` a row
+    timed right after a program with a larger working set pays for refilling the caches it
+    evicted; `calls=2` times the warm, repeated step a training loop runs. The first `warmup`
+    rounds are not timed.
     """
+    if calls < 1:
+        raise ValueError(f"calls must be >= 1, got {calls}")
     times: list[list[float]] = [[] for _ in programs]
     for r in range(warmup + steps):
         for i, program in enumerate(programs):
             fn, state, args = program
-            start = time.perf_counter()
-            state, metrics = fn(state, *args)
-            jax.block_until_ready(metrics)
-            program[1] = state
+            for _ in range(calls):
+                start = time.perf_counter()
+                state, metrics = fn(state, *args)
+                jax.block_until_ready(metrics)
+                program[1] = state
             if r >= warmup:
                 times[i].append(time.perf_counter() - start)
     return [float(np.median(t)) * 1e3 for t in times]

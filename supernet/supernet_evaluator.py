@@ -90,7 +90,7 @@ def _correct_fn(graphdef):
             # Fresh variables at this trace level: NNX refuses to mutate ones from the outer trace.
             model = nnx.merge(graphdef, params, jax.tree.map(jnp.asarray, stats))
             model(x, arch=arch, train=True)
-            return nnx.state(model, nnx.BatchStat), None
+            return nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)), None
 
         stats, _ = jax.lax.scan(calibrate, batch_stats, calibration)
 

@@ -55,8 +55,11 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainState(NamedTuple):
-    params: Any  # nnx.State of nnx.Param
-    batch_stats: Any  # nnx.State of nnx.BatchStat
+    # Plain nested dicts of arrays (`nnx.to_pure_dict`), which `nnx.merge` accepts: an
+    # `nnx.State` of `nnx.Variable`s is a Python-level pytree node per variable, and building
+    # 500 of them back at every jitted call cost the demo supernet's step 3.5 ms of its ~20 ms.
+    params: Any  # {module path: array} of the nnx.Param variables
+    batch_stats: Any  # {module path: array} of the nnx.BatchStat variables
     opt_weights: Any
     arch: ArchState
     opt_arch: Any
@@ -163,6 +166,7 @@ def build(config: dict, datasets: tuple | None = None) -> tuple[Run, TrainState]
     else:
         raise ConfigError(f"config 'kind' must be 'supernet' or 'subnet', got {kind!r}")
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    params, batch_stats = nnx.to_pure_dict(params), nnx.to_pure_dict(batch_stats)
 
     sched = config["schedule"]
     batch_size = int(config["data"]["batch_size"])
@@ -252,6 +256,10 @@ def make_optimizer(cfg: dict, total_steps: int) -> optax.GradientTransformation:
         opt = optax.adam(schedule, b1=float(cfg.get("b1", 0.9)), b2=float(cfg.get("b2", 0.999)))
     else:
         raise ConfigError(f"unknown optimizer {name!r}; use 'sgd' or 'adam'")
+    # One flat vector instead of a tree: a supernet holds every candidate's weights, hundreds
+    # of small arrays, and XLA on CPU runs an update loop per array (Adam over the demo
+    # supernet's 302 arrays: 10 ms per step as a tree, 2 ms flat; experiments/bench_step.py).
+    opt = optax.flatten(opt)
     wd = float(cfg.get("weight_decay", 0.0))
     if wd == 0:
         return opt
@@ -273,7 +281,7 @@ def load_hardware(cfg: dict, space: FBNetSpace) -> HardwareLoss:
 def _forward(graphdef, params, batch_stats, x, inputs, train):
     model = nnx.merge(graphdef, params, batch_stats)
     logits = model(x, **inputs, train=train)
-    return logits, nnx.state(model, nnx.BatchStat)
+    return logits, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
 
 def make_steps(run: Run) -> dict[str, Callable]:

@@ -23,6 +23,7 @@ from supernet.profile import (
     measure_latency,
     measure_subnet,
     profile_fbnet,
+    time_steps_interleaved,
     summarize,
     table_from_raw,
     validate_table,
@@ -198,6 +199,24 @@ def test_measure_latency_compiles_warms_up_then_times():
     assert timing.median_ms >= 0 and timing.iqr_ms >= 0
     with pytest.raises(ValueError, match="repeats >= 1"):
         measure_latency(fn, np.ones(3), warmup=0, repeats=0)
+
+
+def test_interleaved_steps_run_in_rounds_and_thread_each_state():
+    order = []
+
+    def program(name):
+        def step(state, scale):
+            order.append(name)
+            return state + scale, {"loss": np.float32(state)}
+        return step
+
+    programs = [[program("a"), 0, (1,)], [program("b"), 100, (10,)]]
+    ms = time_steps_interleaved(programs, steps=3, warmup=1, calls=2)
+    assert order == ["a", "a", "b", "b"] * 4  # round robin, two calls in a row per row and round
+    assert [p[1] for p in programs] == [8, 180]  # each returned state fed to the next call
+    assert len(ms) == 2 and all(t >= 0 for t in ms)
+    with pytest.raises(ValueError, match="calls must be >= 1"):
+        time_steps_interleaved(programs, steps=1, calls=0)
 
 
 def test_kendall_tau_matches_the_definition():

@@ -133,6 +133,7 @@ def make_optimizer(cfg: dict) -> optax.GradientTransformation:
         core = optax.scale_by_adam(b1=float(cfg.get("b1", 0.9)), b2=float(cfg.get("b2", 0.999)))
     else:
         raise ConfigError(f"unknown optimizer {name!r}; use 'sgd' or 'adam'")
+    core = optax.flatten(core)  # one update loop, not one per array (supernet.train.make_optimizer)
     wd = float(cfg.get("weight_decay", 0.0))
     mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
     return optax.chain(optax.add_decayed_weights(wd, mask=mask), core) if wd else core
