@@ -47,3 +47,24 @@ def test_benchmark_main_json(capsys):
         assert 0.0 <= cell["q25"] <= cell["median"] <= cell["q75"] <= 1.0 and cell["n"] == 1
         assert "20" in payload["summary"]["raspi4"]["constrained"][method]
     assert isinstance(payload["checks"], list) and payload["skipped_peers"] == {}
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "nasbench201" / "cifar10.csv").exists(), reason="needs the shared data")
+def test_speed_only_retimes_a_finished_run_and_keeps_its_searches(tmp_path):
+    bench = _load_script()
+    common = ["--data", str(SHARED_DATA), "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="needs a finished run"):
+        bench.main(common + ["--speed-only"])
+    assert bench.main(common + ["--devices", "raspi4", "--budgets", "10", "--seeds", "1", "--searchers",
+                                "random,evolution", "--peers", "none", "--tasks", "pareto", "--no-speed"]) == 0
+    before = json.loads((tmp_path / "searchers.json").read_text())
+    assert before["speed"] == {}
+
+    assert bench.main(common + ["--speed-only"]) == 0
+    after = json.loads((tmp_path / "searchers.json").read_text())
+    assert after["runs"] == before["runs"] and after["summary"] == before["summary"]
+    speed = after["speed"]["evolution_evals_per_s"]
+    assert len(speed["samples"]) == bench.SPEED_RUNS and speed["value"] == sorted(speed["samples"])[2] > 0
+    assert "--speed-only" in after["speed_measured"]["command"]
+    md = (tmp_path / "searchers.md").read_text()
+    assert "Measured again on" in md and "evolution sustains over 10,000 evaluations per second" in md
