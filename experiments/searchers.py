@@ -606,6 +606,16 @@ def speed_checks(speed: dict) -> list[str]:
     return lines
 
 
+def speed_line(name: str, v: dict) -> str:
+    """One measurement of the speed section as text (searches per second, or BO ask seconds)."""
+    if "evaluations" not in v:  # a BO ask time
+        return f"{name}: {v['value']:.4g} s (batch of {v['batch_size']}; median of {len(v.get('samples', [])) or 5})"
+    if "samples" in v:
+        return (f"{name}: {v['value']:.4g} (median of {len(v['samples'])} searches of {v['evaluations']} "
+                f"evaluations, {v['device']})")
+    return f"{name}: {v['value']:.4g} ({v['evaluations']} evaluations in {v['seconds']:.2f} s, {v['device']})"
+
+
 def remeasure_speed(out_dir: Path, data_dir: Path, argv) -> int:
     """Measure the speed section again into a finished run's JSON and re-render its markdown.
 
@@ -838,12 +848,7 @@ def write_markdown(payload: dict, path: Path) -> None:
             lines += [f"Measured again on {sm['date']} (load average {sm['load_average'][0]:.2f}) by", "", "```",
                       sm["command"], "```", ""]
         lines += [f"- {x}" for x in speed_checks(payload["speed"])]
-        lines += [f"- {k}: {v['value']:.4g}" + (f" (median of {len(v['samples'])} searches of {v['evaluations']} "
-                                                 f"evaluations, {v['device']})" if "samples" in v else
-                                                 f" ({v['evaluations']} evaluations in {v['seconds']:.2f} s, "
-                                                 f"{v['device']})" if "evaluations" in v else
-                                                 f" s (batch of {v['batch_size']}; median of 5)")
-                  for k, v in payload["speed"].items()]
+        lines += [f"- {speed_line(k, v)}" for k, v in payload["speed"].items()]
     short: dict = {}
     for r in payload["runs"]:
         total, stopped, reasons = short.get((r["method"], r["task"]), (0, [], {}))

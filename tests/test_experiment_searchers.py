@@ -68,3 +68,17 @@ def test_speed_only_retimes_a_finished_run_and_keeps_its_searches(tmp_path):
     assert "--speed-only" in after["speed_measured"]["command"]
     md = (tmp_path / "searchers.md").read_text()
     assert "Measured again on" in md and "evolution sustains over 10,000 evaluations per second" in md
+
+
+def test_speed_lines_cover_searches_old_single_runs_and_bo_asks():
+    bench = _load_script()
+    searches = {"value": 12000.0, "samples": [1.0] * 5, "evaluations": 1000, "device": "raspi4"}
+    assert bench.speed_line("nsga2_evals_per_s", searches) == \
+        "nsga2_evals_per_s: 1.2e+04 (median of 5 searches of 1000 evaluations, raspi4)"
+    single = {"value": 1814.0, "evaluations": 1000, "seconds": 0.55, "device": "raspi4"}
+    assert bench.speed_line("evolution_evals_per_s", single) == \
+        "evolution_evals_per_s: 1814 (1000 evaluations in 0.55 s, raspi4)"
+    ask = {"value": 0.19, "samples": [0.19] * 5, "batch_size": 4}
+    assert bench.speed_line("bo_ask_s_300_observations", ask) == "bo_ask_s_300_observations: 0.19 s (batch of 4; median of 5)"
+    checks = bench.speed_checks({"nsga2_evals_per_s": searches, "bo_ask_s_300_observations": ask})
+    assert checks[0].startswith("**met**: nsga2 sustains over 10,000") and checks[1].startswith("**met**: one BO ask")
