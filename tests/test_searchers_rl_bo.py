@@ -176,8 +176,11 @@ def test_gp_interpolates_observed_points_and_ignores_masked_rows():
         return bo.gp_predict(post, query, feature_decision)[:2], nll
 
     bare_query, bare_nll = bare(p, feats[:40], y, mask[:40])
+    # float32 with a near-noiseless kernel (condition number ~1e4): the 64-row and 40-row
+    # Cholesky solves round differently, by up to ~2e-4 on this host's CPU and less on others;
+    # a masking bug would move predictions by O(1) (the padded targets are 100).
     for got, want in zip(at_query, bare_query):
-        np.testing.assert_allclose(got, want, atol=1e-4)
+        np.testing.assert_allclose(got, want, atol=1e-3)
     np.testing.assert_allclose(nll, bare_nll, rtol=1e-3)
 
 
