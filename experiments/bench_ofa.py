@@ -98,7 +98,8 @@ def bench(preset: str, batch_size: int, steps: int, compile_steps: int, seed: in
     for name, arch in archs.items():
         pin = np.zeros_like(full)
         pin[np.arange(len(arch)), arch] = True
-        args = (images, labels, jnp.int32(r_top), jnp.int32(0), jnp.asarray(pin), jnp.float32(0), jnp.float32(0.01))
+        args = (images, labels, jnp.int32(r_top), jnp.int32(0), jnp.asarray(pin), jnp.float32(0), jnp.float32(0.01),
+                jnp.int32(1))  # one subnet per step
         _, fresh = build(config_for(preset, batch_size))
         programs.append([step_fn, fresh, args])
         model = OFASubnet(space, arch, HostInit(seed))
@@ -128,7 +129,7 @@ def bench(preset: str, batch_size: int, steps: int, compile_steps: int, seed: in
             res = space.macro.resolutions[r]
             x = jax.image.resize(images, (batch_size, res, res, images.shape[-1]), "bilinear")
             state, metrics = step_fn(state, x, labels, jnp.int32(r), jnp.int32(step), jnp.asarray(full),
-                                     jnp.float32(0), jnp.float32(0.01))
+                                     jnp.float32(0), jnp.float32(0.01), jnp.int32(1))
         jax.block_until_ready(metrics)
     return {"preset": preset, "batch_size": batch_size, "backend": jax.default_backend(), "steps": steps,
             "rows": rows, "compile_steps": compile_steps, "resolutions_used": len(used),

@@ -172,3 +172,25 @@ def test_expand_phases_sort_channels_without_changing_the_function(datasets):
     before = _forward(run.graphdef, params, state.batch_stats, x, arch, False)[0]
     after = _forward(run.graphdef, sorted_params, sorted_stats, x, arch, False)[0]
     np.testing.assert_allclose(np.asarray(after), np.asarray(before), rtol=1e-4, atol=1e-4)
+
+
+def test_one_program_serves_every_number_of_subnets_per_step(datasets):
+    config = load_experiment(EXPERIMENT)
+    run, state = build(config, datasets)
+    assert {p.subnets_per_step for p in run.phases} == {1, 2, 4}
+    step_fn = run.step_fn(run.phases[0])
+    assert all(run.step_fn(p) is step_fn for p in run.phases)
+    r = len(run.space.macro.resolutions) - 1
+    train = run.datasets[run.space.macro.resolutions[r]][0]
+    images, labels = jnp.asarray(train.images[:16] / 255.0, jnp.float32), jnp.asarray(train.labels[:16])
+    mask = jnp.asarray(allowed_mask(run.space, run.phases[-1]))
+    params = {}
+    for k in (1, 2, 4):
+        _, fresh = build(config, datasets)
+        after, metrics = step_fn(fresh, images, labels, jnp.int32(r), jnp.int32(0), mask, jnp.float32(0.0),
+                                 jnp.float32(0.05), jnp.int32(k))
+        assert math.isfinite(float(metrics["loss"]))
+        params[k] = np.concatenate([np.ravel(x) for x in jax.tree.leaves(after.params)])
+    assert step_fn._cache_size() == 1  # one resolution, three subnet counts: one compilation
+    # Subnet i is drawn from fold_in(key, i): more subnets add gradients, they do not redraw.
+    assert not np.allclose(params[1], params[2]) and not np.allclose(params[2], params[4])

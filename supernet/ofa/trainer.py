@@ -67,16 +67,18 @@ class OFARun:
     tx: optax.GradientTransformation
     datasets: dict[int, tuple]  # resolution -> (train, val, test) at that size
     steps_per_epoch: int
-    programs: dict[int, Callable] = dataclasses.field(default_factory=dict)  # subnets per step -> step fn
+    programs: dict[str, Callable] = dataclasses.field(default_factory=dict)  # the jitted step, once built
 
     def phase_steps(self, phase: Phase) -> int:
         return max(1, int(round(phase.epochs * self.steps_per_epoch)))
 
     def step_fn(self, phase: Phase) -> Callable:
-        k = phase.subnets_per_step
-        if k not in self.programs:
-            self.programs[k] = make_step(self, k)
-        return self.programs[k]
+        """The training step of `phase`: one jitted program for every phase (the number of
+        subnets per step is a traced argument), so XLA compiles once per input resolution."""
+        del phase
+        if "step" not in self.programs:
+            self.programs["step"] = make_step(self)
+        return self.programs["step"]
 
 
 class PhaseResult(NamedTuple):
@@ -156,27 +158,34 @@ def _forward(graphdef, params, stats, x, arch, train: bool):
     return logits, nnx.state(model, nnx.BatchStat)
 
 
-def make_step(run: OFARun, subnets: int) -> Callable:
-    """The jitted training step summing the gradients of `subnets` sampled subnets."""
+def make_step(run: OFARun) -> Callable:
+    """The jitted training step summing the gradients of `subnets` sampled subnets.
+
+    `subnets` is traced: a `fori_loop` with a traced trip count (a while loop; nothing is
+    differentiated through it, each iteration takes its own gradient) runs one subnet per
+    iteration, so the phases' 1, 2 and 4 subnets per step share one compiled program instead
+    of one each (a five-stage step takes minutes to compile on CPU). Subnet `i` of a step is
+    drawn from `fold_in(key, i)`: its draw does not depend on how many are drawn.
+    """
     root = jax.random.key(int(run.config["seed"]))
     aug = run.config["data"].get("augment") or {}
     gd, tx = run.graphdef, run.tx
     largest = jnp.asarray(largest_arch(run.space))
 
-    def step_fn(state: OFAState, images, labels, resolution, step, mask, kd_ratio, lr):
+    def step_fn(state: OFAState, images, labels, resolution, step, mask, kd_ratio, lr, subnets):
         k_aug, k_arch = jax.random.split(jax.random.fold_in(root, step))
         x = images
         if aug:
             x = data_lib.augment(k_aug, x, padding=int(aug.get("padding", 2)), flip=bool(aug.get("flip", True)))
-        archs = sample_archs(k_arch, mask, resolution, subnets)
         teacher_arch = largest.at[-1].set(resolution)
         teacher = jax.lax.cond(
             kd_ratio > 0,
             lambda: _forward(gd, state.teacher_params, state.teacher_stats, x, teacher_arch, False)[0],
             lambda: jnp.zeros((x.shape[0], run.space.macro.num_classes), jnp.float32))
 
-        def one_subnet(carry, arch):
-            grads, stats = carry
+        def one_subnet(i, carry):
+            grads, stats, sums = carry
+            arch = sample_archs(jax.random.fold_in(k_arch, i), mask, resolution, 1)[0]
 
             def loss_fn(params, stats):
                 logits, new_stats = _forward(gd, params, stats, x, arch, True)
@@ -186,13 +195,15 @@ def make_step(run: OFARun, subnets: int) -> Callable:
 
             (loss, (stats, ce, kd, acc)), (g, _) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
                 state.params, stats)
-            return (jax.tree.map(jnp.add, grads, g), stats), {"loss": loss, "ce": ce, "kd": kd, "accuracy": acc}
+            values = {"loss": loss, "ce": ce, "kd": kd, "accuracy": acc}
+            return jax.tree.map(jnp.add, grads, g), stats, {k: sums[k] + values[k] for k in sums}
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
-        (grads, stats), per = jax.lax.scan(one_subnet, (zeros, state.batch_stats), archs)
+        sums = {k: jnp.zeros((), jnp.float32) for k in ("loss", "ce", "kd", "accuracy")}
+        grads, stats, sums = jax.lax.fori_loop(0, subnets, one_subnet, (zeros, state.batch_stats, sums))
         updates, opt = tx.update(grads, state.opt, state.params)
         params = optax.apply_updates(state.params, jax.tree.map(lambda u: -lr * u, updates))
-        metrics = {k: jnp.mean(v) for k, v in per.items()}
+        metrics = {k: v / subnets for k, v in sums.items()}
         return state._replace(params=params, batch_stats=stats, opt=opt, step=step + 1), metrics
 
     return jax.jit(step_fn, donate_argnums=0)
@@ -305,7 +316,7 @@ def _run_phase(run: OFARun, phase: Phase, state: OFAState, phase_dir: Path, budg
         start = int(state.step)
         end = total if budget is None else min(total, start + budget)
         mask = jnp.asarray(allowed_mask(run.space, phase))
-        kd = jnp.float32(phase.kd_ratio)
+        kd, subnets = jnp.float32(phase.kd_ratio), jnp.int32(phase.subnets_per_step)
         resolutions = run.space.macro.resolutions
         every_ckpt, every_log = int(cfg["checkpoint"]["every_steps"]), int(cfg["log"]["every_steps"])
         last_saved = ckpt.latest_step()
@@ -319,7 +330,7 @@ def _run_phase(run: OFARun, phase: Phase, state: OFAState, phase_dir: Path, budg
                 batch = _batch_at(run.datasets[resolutions[r]][0], batch_size, seed, epoch, index)
                 lr = learning_rate(phase, step, total, run.steps_per_epoch)
                 state, metrics = step_fn(state, batch["image"], batch["label"], jnp.int32(r), jnp.int32(step), mask,
-                                         kd, jnp.float32(lr))
+                                         kd, jnp.float32(lr), subnets)
                 _check_finite(metrics, step, epoch, ckpt, last_saved)
                 done = step + 1
                 if done % every_log == 0 or done == total:
