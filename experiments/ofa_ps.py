@@ -3,7 +3,8 @@
 Runbook:
     hwnas train experiments/ofa_ps.py --workdir runs/ofa                  # all six phases, resumable
     hwnas train experiments/ofa_ps.py --workdir runs/ofa --set ofa.run=kernel   # one phase
-    hwnas train experiments/ofa_ps.py:smoke --workdir /tmp/ofa            # `micro` space, minutes on 2 CPU cores
+    hwnas train experiments/ofa_ps.py:smoke --workdir /tmp/ofa            # `micro` space, about a minute on 2 CPU cores
+    hwnas train experiments/ofa_ps.py:smoke5 --workdir /tmp/ofa5          # five stages, fashion_mnist preset, shortened
     hwnas train experiments/ofa_ps.py:test --workdir /tmp/ofa-test        # `micro` space: CI's end-to-end check
 
 The schedule (`ofa.phases`, see `supernet/ofa/phases.py`) is OFA's: the largest network,
@@ -47,6 +48,15 @@ def get_config(arg=None):
         config["space"]["preset"] = "micro"
         config["data"].update(batch_size=64, limit_train=4000, limit_test=1000)
         config["ofa"]["phases"] = ofa_schedule(get_space("ofa_mbv3", "micro"), epochs=[6, 2, 1, 1, 1, 1],
+                                               lrs=[0.1, 0.03, 0.01, 0.01, 0.01, 0.01])
+        config["checkpoint"]["every_steps"] = 50
+        config["eval"].update(random_subnets=8, recalibration_images=500)
+    elif arg == "smoke5":
+        # The five-stage fashion_mnist preset (kernels {3,5,7}, expands {3,4,6}, depths {2,3,4},
+        # 20/24/28 px) on the smoke's 4,000 images: OFA's whole schedule, epochs cut to fit a
+        # CPU session (three compiles of the training step, one per resolution).
+        config["data"].update(batch_size=64, limit_train=4000, limit_test=1000)
+        config["ofa"]["phases"] = ofa_schedule(get_space("ofa_mbv3", "fashion_mnist"), epochs=[3, 1, 1, 1, 1, 1],
                                                lrs=[0.1, 0.03, 0.01, 0.01, 0.01, 0.01])
         config["checkpoint"]["every_steps"] = 50
         config["eval"].update(random_subnets=8, recalibration_images=500)
