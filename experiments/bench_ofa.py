@@ -117,7 +117,7 @@ def bench(preset: str, batch_size: int, steps: int, compile_steps: int, seed: in
         row["vs_largest"] = row["ms"] / largest["ms"]
 
     # Compile count: random subnets at random resolutions, a fresh program (nothing cached).
-    run.programs.clear()
+    run.step = None
     step_fn = run.step_fn(phase)
     _, state = build(config_for(preset, batch_size))
     used = set()

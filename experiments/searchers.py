@@ -597,7 +597,7 @@ def speed_checks(speed: dict) -> list[str]:
             verdict = "met" if v["value"] > SPEED_TARGET else "NOT met"
             lines.append(f"**{verdict}**: {name} sustains over {SPEED_TARGET:,} evaluations per second "
                          f"(median {v['value']:,.0f}, range {min(v['samples']):,.0f}-{max(v['samples']):,.0f} over "
-                         f"{len(v['samples'])} searches of 1,000)")
+                         f"{len(v['samples'])} searches of {v['evaluations']:,})")
     v = speed.get("bo_ask_s_300_observations")
     if v is not None:
         verdict = "met" if v["value"] < BO_ASK_TARGET_S else "NOT met"

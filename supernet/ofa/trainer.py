@@ -67,7 +67,7 @@ class OFARun:
     tx: optax.GradientTransformation
     datasets: dict[int, tuple]  # resolution -> (train, val, test) at that size
     steps_per_epoch: int
-    programs: dict[str, Callable] = dataclasses.field(default_factory=dict)  # the jitted step, once built
+    step: Callable | None = None  # the jitted training step, built on first use (`step_fn`)
 
     def phase_steps(self, phase: Phase) -> int:
         return max(1, int(round(phase.epochs * self.steps_per_epoch)))
@@ -76,9 +76,9 @@ class OFARun:
         """The training step of `phase`: one jitted program for every phase (the number of
         subnets per step is a traced argument), so XLA compiles once per input resolution."""
         del phase
-        if "step" not in self.programs:
-            self.programs["step"] = make_step(self)
-        return self.programs["step"]
+        if self.step is None:
+            self.step = make_step(self)
+        return self.step
 
 
 class PhaseResult(NamedTuple):
