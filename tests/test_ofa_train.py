@@ -14,7 +14,8 @@ from supernet.data import normalize
 from supernet.ofa.derive import load_subnet
 from supernet.ofa.distill import soft_cross_entropy
 from supernet.ofa.phases import Phase, allowed_mask, extreme_arch, ofa_schedule, sample_archs
-from supernet.ofa.trainer import build, load_phase_state, train_ofa
+from supernet.ofa import recalibrate
+from supernet.ofa.trainer import _start_state, build, load_phase_state, subnet_accuracy, train_ofa
 from supernet.spaces import get_space
 from supernet.train import load_data
 
@@ -194,3 +195,27 @@ def test_one_program_serves_every_number_of_subnets_per_step(datasets):
     assert step_fn._cache_size() == 1  # one resolution, three subnet counts: one compilation
     # Subnet i is drawn from fold_in(key, i): more subnets add gradients, they do not redraw.
     assert not np.allclose(params[1], params[2]) and not np.allclose(params[2], params[4])
+
+
+def test_later_phases_reuse_the_programs_compiled_for_the_first(tmp_path, datasets):
+    # A later phase starts from a restored checkpoint; its state must hit the same compiled
+    # step and evaluation programs as the freshly built first phase (jit keys on committedness).
+    config = load_experiment(EXPERIMENT)
+    config["ofa"]["run"] = "largest"
+    train_ofa(config, tmp_path, datasets=datasets, progress=False)
+    run, initial = build(config, datasets)
+    restored = _start_state(run, initial, tmp_path, 1)
+    arch = extreme_arch(run.space, allowed_mask(run.space, run.phases[1]), True)
+    r = int(arch[-1])
+    train = run.datasets[run.space.macro.resolutions[r]][0]
+    images, labels = jnp.asarray(train.images[:16] / 255.0, jnp.float32), jnp.asarray(train.labels[:16])
+    mask = jnp.asarray(allowed_mask(run.space, run.phases[1]))
+    step_fn = run.step_fn(run.phases[0])
+    sizes = []
+    for state in (initial, restored):
+        subnet_accuracy(run, state, arch, 32)
+        sizes.append((recalibrate.recalibrate_bn._cache_size(), recalibrate.count_correct._cache_size()))
+        step_fn(state, images, labels, jnp.int32(r), jnp.int32(0), mask, jnp.float32(0.5), jnp.float32(0.05),
+                jnp.int32(1))
+    assert step_fn._cache_size() == 1
+    assert sizes[0] == sizes[1]

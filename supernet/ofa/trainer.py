@@ -118,7 +118,7 @@ def build(config: dict, datasets: tuple | None = None) -> tuple[OFARun, OFAState
     tx = make_optimizer(config["optim"])
     run = OFARun(config, space, graphdef, phases, tx, by_resolution, steps_per_epoch)
     state = OFAState(params, stats, tx.init(params), jnp.zeros((), jnp.int32), _copy(params), _copy(stats))
-    return run, state
+    return run, _committed(state)
 
 
 def make_optimizer(cfg: dict) -> optax.GradientTransformation:
@@ -268,8 +268,18 @@ def _start_state(run: OFARun, initial: OFAState, workdir: Path, index: int) -> O
     prev = load_phase_state(run, initial, workdir, previous)
     first = load_phase_state(run, initial, workdir, run.phases[0]) if index > 1 else prev
     params, stats = _sorted_for(run, run.phases[index], previous, prev.params, prev.batch_stats)
-    return OFAState(params, stats, run.tx.init(params), jnp.zeros((), jnp.int32),
-                    _copy(first.params), _copy(first.batch_stats))
+    return _committed(OFAState(params, stats, run.tx.init(params), jnp.zeros((), jnp.int32),
+                               _copy(first.params), _copy(first.batch_stats)))
+
+
+def _committed(state: OFAState) -> OFAState:
+    """The state committed to the device, as a state restored from a checkpoint is.
+
+    jit keys its cache on whether arguments are committed: a freshly built first phase and
+    later phases started from restored checkpoints would otherwise compile the step (and the
+    evaluation programs) twice per resolution.
+    """
+    return jax.device_put(state, jax.devices()[0])
 
 
 def _sorted_for(run: OFARun, phase: Phase, previous: Phase, params, stats):
