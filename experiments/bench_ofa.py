@@ -2,7 +2,7 @@
 
 Runbook:
     python experiments/bench_ofa.py --preset micro        # minutes on CPU (committed results)
-    python experiments/bench_ofa.py                       # fashion_mnist preset: for a GPU (CPU compiles take long)
+    python experiments/bench_ofa.py                       # fashion_mnist preset: about 11 minutes on 2 CPU cores
     python experiments/bench_ofa.py --json                # the same as one JSON object
     python experiments/bench_ofa.py --preset micro --steps 3 --compile-steps 10  # a quick check
 
