@@ -152,6 +152,14 @@ def test_cli_runs_every_phase(tmp_path, capsys, cli_run):
     assert accuracy == pytest.approx(derived["test_accuracy"], abs=1e-6)
     assert cli_main(["derive", "--workdir", str(workdir)]) == 2  # an OFA run needs --arch
     assert "--arch" in capsys.readouterr().err
+    # A subnet of the last phase's result derives with the accuracy reported there (same images).
+    last = out["phases"][-1]
+    assert cli_main(["derive", "--workdir", str(workdir), "--arch", json.dumps(last["archs"]["random1"]),
+                     "--out", str(tmp_path / "r1"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["test_accuracy"] == pytest.approx(last["accuracy"]["random1"])
+    assert cli_main(["derive", "--workdir", str(workdir), "--arch", json.dumps(record),
+                     "--recalibration-images", "0"]) == 2
+    assert "recalibration_images must be >= 1" in capsys.readouterr().err
 
 
 def test_expand_phases_sort_channels_without_changing_the_function(datasets):

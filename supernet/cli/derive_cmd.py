@@ -18,6 +18,9 @@ def register(sub) -> None:
                    help="also cost the architecture with this lookup table (repeatable)")
     p.add_argument("--arch", help="OFA runs: the subnet to extract, as a JSON record {\"ks\", \"e\", \"d\", \"r\"}")
     p.add_argument("--out", help="OFA runs: where to write the subnet (default WORKDIR/subnets/<name>)")
+    p.add_argument("--recalibration-images", type=int, metavar="N",
+                   help="OFA runs: training images for the BN recalibration (default: the run's "
+                        "eval.recalibration_images, as its phase results used; OFA: 2000)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
 
@@ -29,8 +32,8 @@ def run(args) -> int:
     saved = Path(args.workdir) / "config.json"
     if saved.exists() and json.loads(saved.read_text()).get("kind") == "ofa":
         return _run_ofa(args)
-    if args.arch or args.out:
-        raise CLIError("--arch and --out apply to Once-for-All workdirs; this one holds a supernet search")
+    if args.arch or args.out or args.recalibration_images is not None:
+        raise CLIError("--arch, --out and --recalibration-images apply to Once-for-All workdirs; this one holds a supernet search")
     from costs.analytic import analytic_costs
     from costs.lut import LatencyTable
     from supernet.derive import derived_arch, load_supernet
@@ -71,7 +74,7 @@ def _run_ofa(args) -> int:
         record = json.loads(args.arch)
     except json.JSONDecodeError as e:
         raise CLIError(f"--arch is not valid JSON ({e.msg} at column {e.colno})") from None
-    summary = derive_subnet(args.workdir, record, args.out)
+    summary = derive_subnet(args.workdir, record, args.out, args.recalibration_images)
     if args.json:
         print_json(summary)
         return 0

@@ -50,13 +50,22 @@ def finished_phase_state(workdir: Path):
 
 
 def derive_subnet(workdir: str | Path, record: dict, out: str | Path | None = None,
-                  recalibration_images: int = 2000) -> dict[str, Any]:
-    """Extract the subnet `record` from `workdir`'s last finished phase and write it to `out`."""
+                  recalibration_images: int | None = None) -> dict[str, Any]:
+    """Extract the subnet `record` from `workdir`'s last finished phase and write it to `out`.
+
+    `recalibration_images` defaults to the run's `eval.recalibration_images` (2000 if unset,
+    OFA's choice): the images its phase results were scored with, so a subnet listed in a
+    phase's `result.json` derives with the accuracy reported there.
+    """
     from costs.analytic import analytic_costs
     from supernet.ofa.trainer import subnet_accuracy
 
     workdir = Path(workdir)
     run, state, phase = finished_phase_state(workdir)
+    if recalibration_images is None:
+        recalibration_images = int(run.config.get("eval", {}).get("recalibration_images", 2000))
+    if recalibration_images < 1:
+        raise ValueError(f"recalibration_images must be >= 1, got {recalibration_images}")
     space = run.space
     arch = np.asarray(space.canonical(space.from_public(record)[None])[0], np.int32)
     resolution = space.macro.resolutions[int(arch[space.resolution_index])]
