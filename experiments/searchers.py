@@ -824,6 +824,32 @@ def notes_lines(payload: dict) -> list[str]:
     return lines
 
 
+def headroom_rows(payload: dict) -> list[list[str]]:
+    """Per device: the mean accuracy gap a ratio of 0.97 allows, next to what our searchers reach at 300."""
+    ours = {m["label"] for m in payload["config"]["methods"] if m["kind"] == "ours"}
+    rows = []
+    for dev, info in payload["devices"].items():
+        front = np.asarray(info.get("true_front", []), np.float64)  # (accuracy %, ms)
+        if not len(front):
+            continue
+        above = front[front[:, 0] > MIN_ACCURACY]
+        if not len(above):
+            continue
+        span = math.log(info["reference"]["latency_ms"]) - math.log(above[:, 1].min())
+        allowed = 0.03 * info["true_hypervolume"] / span * 100.0
+        cells = payload["summary"].get(dev, {})
+
+        def best(task, pick):
+            vals = [c["300"]["median"] for m, c in cells.get(task, {}).items()
+                    if m in ours and "300" in c and math.isfinite(c["300"]["median"])]
+            return pick(vals) if vals else None
+
+        regret, ratio = best("constrained", min), best("pareto", max)
+        rows.append([dev, f"{allowed:.3f}", "-" if regret is None else f"{regret:.3f}",
+                     "-" if ratio is None else f"{ratio:.3f}"])
+    return rows
+
+
 def write_markdown(payload: dict, path: Path) -> None:
     lines = ["# Searchers on NAS-Bench-201: hypervolume ratio and constrained regret", "",
              "Produced by:", "", "```", payload["command"], "```", "",
@@ -864,6 +890,16 @@ def write_markdown(payload: dict, path: Path) -> None:
                   "evaluated (peers: 50 pymoo generations or 500 Optuna trials); `trial cap`: 3 x budget Optuna "
                   "trials in all.", "",
                   markdown_table(["method", "task", "runs stopped / runs", "why", "evaluated: median (range)"], rows)]
+    headroom = headroom_rows(payload)
+    if headroom:
+        lines += ["", "## What a ratio of 0.97 asks for", "",
+                  "The ratio's shortfall is the area between the true staircase and the found one, so a ratio "
+                  "of 0.97 allows an accuracy gap averaged over the front's log-latency span (from its fastest "
+                  "cell above 85% to the reference) of `0.03 * HV / span` points. For comparison: the best median "
+                  "regret of ours at 300 in the constrained task, where the whole budget serves one latency "
+                  "bound, and the best median ratio of ours at 300.", "",
+                  markdown_table(["device", "mean gap allowed at 0.97 (points)", "best constrained regret @300 "
+                                  "(points)", "best ratio @300"], headroom)]
     lines += ["", "Method wall time (s, all devices, tasks and seeds): " + ", ".join(
         f"{k} {v:.0f}" for k, v in payload["method_seconds"].items())]
     for title, headers, rows in tables(payload):

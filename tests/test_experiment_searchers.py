@@ -82,3 +82,19 @@ def test_speed_lines_cover_searches_old_single_runs_and_bo_asks():
     assert bench.speed_line("bo_ask_s_300_observations", ask) == "bo_ask_s_300_observations: 0.19 s (batch of 4; median of 5)"
     checks = bench.speed_checks({"nsga2_evals_per_s": searches, "bo_ask_s_300_observations": ask})
     assert checks[0].startswith("**met**: nsga2 sustains over 10,000") and checks[1].startswith("**met**: one BO ask")
+
+
+def test_headroom_of_a_hand_computed_front():
+    # Front (accuracy %, ms): one cell below 85% (ignored), 88% at e ms, 90% at e^2 ms = the reference
+    # latency. In the plane (-acc/100, log ms) the area is 0.03 x 1 over a span of 1, so 0.97 allows
+    # a mean gap of 0.03 * 0.03 / 1 * 100 = 0.09 points. Peers do not count as ours.
+    bench = _load_script()
+    e = 2.718281828459045
+    payload = {
+        "config": {"methods": [{"label": "local", "kind": "ours"}, {"label": "tpe", "kind": "peer"}]},
+        "devices": {"dev": {"true_front": [[80.0, 1.0], [88.0, e], [90.0, e * e]], "true_hypervolume": 0.03,
+                            "reference": {"accuracy": 85.0, "latency_ms": e * e}}},
+        "summary": {"dev": {"constrained": {"local": {"300": {"median": 0.2}}, "tpe": {"300": {"median": 0.1}}},
+                            "pareto": {"local": {"300": {"median": 0.95}}, "tpe": {"300": {"median": 0.99}}}}},
+    }
+    assert bench.headroom_rows(payload) == [["dev", "0.090", "0.200", "0.950"]]
