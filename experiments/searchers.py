@@ -65,11 +65,9 @@ largest budget, and every smaller budget is read off the prefix of its history. 
 stops early (stalled: only repeats) is scored on what it evaluated; such cells are marked `*`.
 `--limit METHOD[/TASK]:max_budget=B,seeds=S,devices=D1+D2` restricts an expensive method, or
 one task of it (repeatable; `METHOD:none` lifts its limits). The default limits (`DEFAULT_LIMITS`
-below, with the timings that motivated them) keep the full run at about 12 minutes with
-`--workers 2` on 2 free CPU cores (28 minutes on 2 cores shared with other jobs), and are
-printed with the results: BO to budget 300 with 5 seeds,
-and Optuna's TPE (Pareto) to 300 with 3 seeds, on raspi4, pixel3 and 1080ti_1 only; TPE
-(constrained) to 300 with 5 seeds and Optuna's NSGA-II (constrained) to 300, on every device.
+below, with the timings that motivated them) keep the full run at about 14 minutes with
+`--workers 2` on 2 free CPU cores, and are printed with the results: BO, Optuna's TPE and
+Optuna's NSGA-II (constrained task) run to budget 300, on every device and seed.
 `--workers N` runs (device, method, task) units in N processes; results do not depend on it.
 
 Set OPENBLAS_NUM_THREADS=1 on 2-core machines (see searchers/bo.py; the script sets it if unset).
@@ -132,16 +130,15 @@ PEER_PATIENCE_TRIALS = 500  # Optuna trials without a new architecture
 # repeat is an Optuna trial, and a multi-objective TPE trial costs time linear in the trials so
 # far; on 1080ti_1 TPE had made 2,200 trials for 242 distinct cells after 135 s (one seed).
 PEER_TRIAL_FACTOR = 3
-# The expensive methods run on a subset, so that the full run stays well under 25 minutes on
-# 2 cores (measured on raspi4, one core, per search): BO 9 s to 300 evaluations, 85 s to 1000
-# (its GP grows to a 1024 bucket); Optuna's multi-objective TPE 20 s to 300 and over 12 min to
-# 1000; TPE constrained 2 s to 300, 16 s to 1000; Optuna NSGA-II constrained 0.4 s to 300 and
-# 113 s to 1000 (a converged population proposes thousands of repeats, each an Optuna trial).
-SUBSET_DEVICES = "raspi4+pixel3+1080ti_1"  # an edge CPU, a phone, a GPU
+# The expensive methods stop at budget 300 (measured on raspi4, one core, per search): BO 9 s
+# to 300 evaluations, 85 s to 1000 (its GP grows to a 1024 bucket); Optuna's multi-objective
+# TPE 20 s to 300 and over 12 min to 1000; TPE constrained 2 s to 300, 16 s to 1000; Optuna
+# NSGA-II constrained 0.4 s to 300 and 113 s to 1000 (a converged population proposes thousands
+# of repeats, each an Optuna trial). With these limits the whole grid took 13.5 min with
+# --workers 2 on 2 free cores (2026-11-29); earlier runs also cut BO and TPE to 3 devices.
 DEFAULT_LIMITS = (
-    f"bo:max_budget=300,seeds=5,devices={SUBSET_DEVICES}",
-    f"optuna-tpe/pareto:max_budget=300,seeds=3,devices={SUBSET_DEVICES}",
-    "optuna-tpe/constrained:max_budget=300,seeds=5",
+    "bo:max_budget=300",
+    "optuna-tpe:max_budget=300",
     "optuna-nsga2/constrained:max_budget=300",
 )
 RESULTS_NAME = "searchers"
