@@ -1,4 +1,4 @@
-"""Search strategies over a search space (random, evolution, NSGA-II, REINFORCE, BO, local).
+"""Search strategies over a search space (random, evolution, NSGA-II, REINFORCE, BO, local, TPE).
 
 Searchers see a `supernet.spaces` space and an evaluate function, never a Flax module. Every
 searcher follows one protocol (`searchers.base.Searcher`: optax-style `init`/`ask`/`tell`
@@ -43,7 +43,7 @@ from searchers.objectives import (
 )
 from searchers.reference import hypervolume_ratio, true_front
 
-SEARCHER_NAMES = ("random", "evolution", "nsga2", "reinforce", "bo", "local")
+SEARCHER_NAMES = ("random", "evolution", "nsga2", "reinforce", "bo", "local", "tpe")
 _MODULES = {
     "random": "searchers.random_search",
     "evolution": "searchers.evolution",
@@ -51,6 +51,7 @@ _MODULES = {
     "reinforce": "searchers.reinforce",
     "bo": "searchers.bo",
     "local": "searchers.local",
+    "tpe": "searchers.tpe",
 }
 
 
