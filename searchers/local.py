@@ -70,7 +70,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from searchers.base import Searcher
-from searchers.memory import arch_keys, earlier_duplicate
+from searchers.memory import Archive, arch_keys, archive_add, earlier_duplicate
 from searchers.pareto import chebyshev, mark_infeasible, non_dominated_mask, random_weights, rank_normalize
 from supernet.spaces.base import SearchSpace
 
@@ -294,22 +294,9 @@ def _make_pareto(space: SearchSpace, m: int, batch_size: int, capacity: int, mem
         return archs, state._replace(explored=explored, restarts=restarts)
 
     def tell(state: ParetoLocalState, archs: Int[Array, "n d"], objectives: Float[Array, "n m"]) -> ParetoLocalState:
-        archs = jnp.asarray(space.canonical(jnp.asarray(archs, jnp.int32)), jnp.int32)
-        objectives = jnp.asarray(objectives, jnp.float32)
-        if archs.ndim != 2 or archs.shape[1] != d or objectives.shape != (archs.shape[0], m):
-            raise ValueError(f"local.tell needs archs [n, {d}] and objectives [n, {m}], "
-                             f"got {archs.shape} and {objectives.shape}")
-        keys = arch_keys(space, archs)
-        stored = jnp.any(keys[:, None] == state.keys[None, :], axis=1)
-        keep = ~(stored | earlier_duplicate(keys))  # a repeat keeps its first objectives
-        pos = state.count + jnp.cumsum(keep) - 1
-        pos = jnp.where(keep & (pos < cap), pos, cap)  # beyond capacity: dropped
-        return state._replace(
-            archs=state.archs.at[pos].set(archs, mode="drop"),
-            objectives=state.objectives.at[pos].set(mark_infeasible(objectives), mode="drop"),
-            keys=state.keys.at[pos].set(keys, mode="drop"),
-            count=jnp.minimum(state.count + keep.sum(), cap).astype(jnp.int32),
-        )
+        told = archive_add(space, Archive(state.archs, state.objectives, state.keys, state.count), archs, objectives,
+                           "local")
+        return state._replace(archs=told.archs, objectives=told.objectives, keys=told.keys, count=told.count)
 
     return Searcher(name="local-pareto", init=jax.jit(init), ask=jax.jit(ask), tell=jax.jit(tell),
                     batch_size=b, num_objectives=m)

@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Int, PRNGKeyArray
 
+from searchers.pareto import mark_infeasible
+
 DEFAULT_CAPACITY = 4096
 _EXACT_LIMIT = 2**31
 _BITMAP_LIMIT = 2**20
@@ -155,5 +157,39 @@ def redraw_new(propose: Callable[[PRNGKeyArray], Array], key: PRNGKeyArray, spac
     return archs, jnp.sum(s < 2, dtype=jnp.int32)
 
 
-__all__ = ["DEFAULT_CAPACITY", "Seen", "arch_keys", "earlier_duplicate", "is_repeat", "pick_new", "redraw_new",
-           "seen_add", "seen_contains", "seen_init"]
+class Archive(NamedTuple):
+    """Every distinct architecture told, with its objectives, in fixed-capacity buffers."""
+
+    archs: Array  # int32 [c, d] canonical architectures; rows >= count are padding
+    objectives: Array  # float32 [c, m] as told (+inf in every column: infeasible)
+    keys: Array  # int32 [c] `arch_keys` of the rows (-1: padding)
+    count: Int[Array, ""]  # filled rows
+
+
+def archive_init(capacity: int, d: int, m: int) -> Archive:
+    return Archive(jnp.zeros((capacity, d), jnp.int32), jnp.full((capacity, m), jnp.inf, jnp.float32),
+                   jnp.full((capacity,), -1, jnp.int32), jnp.int32(0))
+
+
+def archive_add(space, archive: Archive, archs, objectives, who: str) -> Archive:
+    """`archive` with the told rows it lacks appended (canonical form; a repeat keeps its first
+    objectives; rows beyond the capacity are dropped). `who` names the searcher in errors."""
+    cap, d = archive.archs.shape
+    m = archive.objectives.shape[1]
+    archs = jnp.asarray(space.canonical(jnp.asarray(archs, jnp.int32)), jnp.int32)
+    objectives = jnp.asarray(objectives, jnp.float32)
+    if archs.ndim != 2 or archs.shape[1] != d or objectives.shape != (archs.shape[0], m):
+        raise ValueError(f"{who}.tell needs archs [n, {d}] and objectives [n, {m}], "
+                         f"got {archs.shape} and {objectives.shape}")
+    keys = arch_keys(space, archs)
+    keep = ~(jnp.any(keys[:, None] == archive.keys[None, :], axis=1) | earlier_duplicate(keys))
+    pos = archive.count + jnp.cumsum(keep) - 1
+    pos = jnp.where(keep & (pos < cap), pos, cap)  # cap: out of bounds, dropped
+    return Archive(archive.archs.at[pos].set(archs, mode="drop"),
+                   archive.objectives.at[pos].set(mark_infeasible(objectives), mode="drop"),
+                   archive.keys.at[pos].set(keys, mode="drop"),
+                   jnp.minimum(archive.count + keep.sum(), cap).astype(jnp.int32))
+
+
+__all__ = ["DEFAULT_CAPACITY", "Archive", "Seen", "archive_add", "archive_init", "arch_keys", "earlier_duplicate",
+           "is_repeat", "pick_new", "redraw_new", "seen_add", "seen_contains", "seen_init"]

@@ -38,26 +38,18 @@ Example:
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from searchers.base import Searcher
-from searchers.memory import arch_keys, earlier_duplicate
-from searchers.pareto import mark_infeasible, non_dominated_sort
+from searchers.memory import Archive, arch_keys, archive_add, archive_init, earlier_duplicate
+from searchers.pareto import non_dominated_sort
 from supernet.spaces.base import SearchSpace
 
 
-class TPEState(NamedTuple):
-    """Every told architecture (fixed shapes, checkpointable)."""
-
-    archs: Int[Array, "c d"]  # int32 canonical architectures; rows >= count are padding
-    objectives: Float[Array, "c m"]  # as told (+inf in every column: infeasible)
-    keys: Int[Array, "c"]  # searchers.memory keys of the rows (-1: padding)
-    count: Int[Array, ""]  # filled rows
+TPEState = Archive  # every told architecture, its objectives and keys (fixed shapes, checkpointable)
 
 
 def parzen_log_densities(archs: Int[Array, "c d"], weight: Float[Array, "c"], cards: np.ndarray,
@@ -106,8 +98,7 @@ def make(
 
     def init(key: PRNGKeyArray) -> TPEState:
         del key  # the initial design is drawn by `ask`
-        return TPEState(jnp.zeros((cap, d), jnp.int32), jnp.full((cap, m), jnp.inf, jnp.float32),
-                        jnp.full((cap,), -1, jnp.int32), jnp.int32(0))
+        return archive_init(cap, d, m)
 
     def ask(state: TPEState, key: PRNGKeyArray) -> tuple[Int[Array, "n d"], TPEState]:
         k_tie, k_draw, k_uni = jax.random.split(key, 3)
@@ -139,21 +130,7 @@ def make(
         return cand[pick], state
 
     def tell(state: TPEState, archs: Int[Array, "n d"], objectives: Float[Array, "n m"]) -> TPEState:
-        archs = jnp.asarray(space.canonical(jnp.asarray(archs, jnp.int32)), jnp.int32)
-        objectives = jnp.asarray(objectives, jnp.float32)
-        if archs.ndim != 2 or archs.shape[1] != d or objectives.shape != (archs.shape[0], m):
-            raise ValueError(f"tpe.tell needs archs [n, {d}] and objectives [n, {m}], "
-                             f"got {archs.shape} and {objectives.shape}")
-        keys = arch_keys(space, archs)
-        keep = ~(jnp.any(keys[:, None] == state.keys[None, :], axis=1) | earlier_duplicate(keys))
-        pos = state.count + jnp.cumsum(keep) - 1
-        pos = jnp.where(keep & (pos < cap), pos, cap)  # a repeat keeps its first objectives; beyond capacity: dropped
-        return TPEState(
-            archs=state.archs.at[pos].set(archs, mode="drop"),
-            objectives=state.objectives.at[pos].set(mark_infeasible(objectives), mode="drop"),
-            keys=state.keys.at[pos].set(keys, mode="drop"),
-            count=jnp.minimum(state.count + keep.sum(), cap).astype(jnp.int32),
-        )
+        return archive_add(space, state, archs, objectives, "tpe")
 
     return Searcher(name="tpe", init=jax.jit(init), ask=jax.jit(ask), tell=jax.jit(tell), batch_size=q,
                     num_objectives=m)
