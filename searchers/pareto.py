@@ -95,7 +95,7 @@ def non_dominated_mask(objectives: Float[Array, "n m"]) -> Bool[Array, "n"]:
 
 
 @jax.jit
-def non_dominated_sort(objectives: Float[Array, "n m"]) -> Int[Array, "n"]:
+def non_dominated_sort(objectives: Float[Array, "n m"], until=None) -> Int[Array, "n"]:
     """Front index of every point: 0 for the Pareto front, 1 for the front once 0 is removed, ...
 
     The fast non-dominated sort of Deb et al., "A fast and elitist multiobjective genetic
@@ -104,6 +104,10 @@ def non_dominated_sort(objectives: Float[Array, "n m"]) -> Int[Array, "n"]:
     `n_q` for every `q` in the `S_p` of its members, and the points reaching 0 form the next
     front. Here `S` is the boolean dominance matrix and one peel a vector-matrix product, in a
     `lax.while_loop` that runs once per front (at most n times). O(n^2 m) time and memory.
+
+    `until` (an int, may be traced): stop peeling once at least that many points are ranked;
+    the rest share the next rank. A caller that only needs the best `k` points by rank
+    (TPE's good set) skips the many peels of the dominated tail.
     """
     objectives = jnp.asarray(objectives)
     n = objectives.shape[0]
@@ -112,9 +116,11 @@ def non_dominated_sort(objectives: Float[Array, "n m"]) -> Int[Array, "n"]:
     dom = dominance_matrix(objectives).astype(jnp.float32)
     count = dom.sum(axis=0)  # n_p: how many points dominate p
 
+    stop = n if until is None else until
+
     def unassigned(carry):
         rank, _, _ = carry
-        return jnp.any(rank < 0)
+        return jnp.any(rank < 0) & (jnp.sum(rank >= 0) < stop)
 
     def peel(carry):
         rank, count, r = carry
@@ -125,8 +131,8 @@ def non_dominated_sort(objectives: Float[Array, "n m"]) -> Int[Array, "n"]:
         return rank, count, r + 1
 
     rank0 = jnp.full((n,), -1, jnp.int32)
-    rank, _, _ = jax.lax.while_loop(unassigned, peel, (rank0, count, jnp.int32(0)))
-    return rank
+    rank, _, r = jax.lax.while_loop(unassigned, peel, (rank0, count, jnp.int32(0)))
+    return jnp.where(rank < 0, r, rank)
 
 
 @jax.jit

@@ -109,10 +109,11 @@ def make(
         filled = jnp.arange(cap) < state.count
         feasible = filled & jnp.all(jnp.isfinite(state.objectives), axis=-1)
         # Good: the first ceil(gamma n) feasible rows by Pareto rank, ties at random.
-        rank = non_dominated_sort(jnp.where(feasible[:, None], state.objectives, jnp.inf)).astype(jnp.float32)
-        order = jnp.where(feasible, rank + 0.5 * jax.random.uniform(k_tie, (cap,)), jnp.inf)
-        position = jnp.zeros((cap,), jnp.int32).at[jnp.argsort(order)].set(jnp.arange(cap, dtype=jnp.int32))
         n_good = jnp.ceil(gamma * feasible.sum()).astype(jnp.int32)
+        # Only the fronts that hold the good rows are peeled; the unpeeled rest shares one rank.
+        rank = non_dominated_sort(jnp.where(feasible[:, None], state.objectives, jnp.inf), until=n_good)
+        order = jnp.where(feasible, rank.astype(jnp.float32) + 0.5 * jax.random.uniform(k_tie, (cap,)), jnp.inf)
+        position = jnp.zeros((cap,), jnp.int32).at[jnp.argsort(order)].set(jnp.arange(cap, dtype=jnp.int32))
         good = feasible & (position < n_good)
         bad = filled & ~good
         log_l = parzen_log_densities(state.archs, good.astype(jnp.float32), cards, prior_weight)

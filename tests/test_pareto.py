@@ -78,6 +78,16 @@ def test_sort_matches_naive_peeling_on_tied_random_points(m):
     np.testing.assert_array_equal(non_dominated_mask(pts), rank == 0)
 
 
+@pytest.mark.parametrize("until", [1, 7, 30])
+def test_sort_until_stops_after_enough_points_and_ranks_the_rest_next(until):
+    rng = np.random.default_rng(5)
+    pts = rng.integers(0, 6, size=(60, 2)).astype(np.float32)
+    full = naive_ranks(pts)
+    rank = np.asarray(jax.jit(non_dominated_sort)(pts, until))
+    last = min(r for r in range(full.max() + 1) if (full <= r).sum() >= until)  # the front that reaches `until`
+    np.testing.assert_array_equal(rank, np.where(full <= last, full, last + 1))
+
+
 @pytest.mark.parametrize("m", [2, 3])
 def test_mask_of_many_points(m):
     # m = 2 takes the sort sweep, m = 3 the blocked all-pairs test (more rows than one block).
