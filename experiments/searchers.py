@@ -135,8 +135,9 @@ PEER_TRIAL_FACTOR = 3
 # to 300 evaluations, 85 s to 1000 (its GP grows to a 1024 bucket); Optuna's multi-objective
 # TPE 20 s to 300 and over 12 min to 1000; TPE constrained 2 s to 300, 16 s to 1000; Optuna
 # NSGA-II constrained 0.4 s to 300 and 113 s to 1000 (a converged population proposes thousands
-# of repeats, each an Optuna trial). Our TPE runs the whole grid: about 2 s per search to 300
-# and 10 s to 1000 on one core (each ask scores its candidates against the 2048-row buffer).
+# of repeats, each an Optuna trial). Our TPE runs the whole grid: on raspi4, one core, 4.5 s
+# per Pareto search to 1000 and 1.6 s constrained (the committed run's 3834 s for tpe predates
+# the O(n log n) one-objective ranks of `non_dominated_sort`: 25-35 s per constrained search).
 # Earlier runs also cut BO and Optuna's TPE to 3 devices.
 DEFAULT_LIMITS = (
     "bo:max_budget=300",
@@ -795,8 +796,8 @@ def notes_lines(payload: dict) -> list[str]:
         f"Devices: {', '.join(payload['devices'])}. Budgets: {', '.join(map(str, cfg['budgets']))} distinct "
         f"architectures. Seeds: 0-{cfg['seeds'] - 1} unless limited below. Our searchers run with their "
         "defaults (evolution P=20, S=10, batch 10; nsga2 P=12; local batch 8; reinforce categorical, batch 16, "
-        "entropy 0.05; bo batch 4; tpe batch 1, gamma 0.15, 24 candidates, multivariate kernels); none re-proposes an architecture "
-        "it was told (`searchers.memory`).",
+        "entropy 0.05; bo batch 4; tpe batch 1, gamma 0.15, 24 candidates, multivariate kernels); none "
+        "re-proposes an architecture it was told (`searchers.memory`).",
         "Hypervolume ratio: found / true in the plane (validation accuracy, log latency), reference point 85% "
         "and the slowest latency on the true front (`searchers.reference`); everything a search evaluated counts.",
         "Every searcher of ours gets the `pareto` objective itself in the Pareto task, in its native "

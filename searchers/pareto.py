@@ -110,6 +110,33 @@ def non_dominated_sort(objectives: Float[Array, "n m"], until=None) -> Int[Array
     (TPE's good set) skips the many peels of the dominated tail.
     """
     objectives = jnp.asarray(objectives)
+    if objectives.ndim == 2 and objectives.shape[1] == 1:
+        return _ranks_1d(objectives[:, 0], until)
+    return _peel_fronts(objectives, until)
+
+
+def _ranks_1d(values: Float[Array, "n"], until=None) -> Int[Array, "n"]:
+    """`non_dominated_sort` of one objective in O(n log n): the fronts are the distinct values
+    in ascending order (a dense rank), where peeling would take one O(n^2) pass per value (a
+    scalar TPE with 1,000 observations needs 150 of them per `ask`). A NaN is never dominated
+    (front 0), as in the dominance matrix."""
+    n = values.shape[0]
+    order = jnp.argsort(values)  # NaNs last
+    sorted_v = values[order]
+    starts = jnp.concatenate([jnp.ones((1,), bool), sorted_v[1:] != sorted_v[:-1]]) if n else jnp.zeros((0,), bool)
+    dense = jnp.zeros((n,), jnp.int32).at[order].set(jnp.cumsum(starts, dtype=jnp.int32) - 1)
+    dense = jnp.where(jnp.isnan(values), 0, dense)
+    if until is None or n == 0:
+        return dense
+    # Peeling stops after the first r fronts that rank at least `until` points; the rest share rank r.
+    k = jnp.asarray(until, jnp.int32)
+    kth = jnp.sort(dense)[jnp.clip(k - 1, 0, n - 1)]
+    r = jnp.where(k <= 0, 0, jnp.where(k > n, dense.max() + 1, kth + 1))
+    return jnp.minimum(dense, r)
+
+
+def _peel_fronts(objectives: Float[Array, "n m"], until=None) -> Int[Array, "n"]:
+    """`non_dominated_sort` by peeling (any number of objectives)."""
     n = objectives.shape[0]
     # As float32 a peel is one vector-matrix product (several times faster on CPU than an
     # integer reduction); 0/1 inputs with float32 accumulation keep the counts exact.

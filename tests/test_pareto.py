@@ -78,14 +78,29 @@ def test_sort_matches_naive_peeling_on_tied_random_points(m):
     np.testing.assert_array_equal(non_dominated_mask(pts), rank == 0)
 
 
-@pytest.mark.parametrize("until", [1, 7, 30])
-def test_sort_until_stops_after_enough_points_and_ranks_the_rest_next(until):
+@pytest.mark.parametrize("m", [1, 2])
+@pytest.mark.parametrize("until", [0, 1, 7, 30, 60, 61])
+def test_sort_until_stops_after_enough_points_and_ranks_the_rest_next(until, m):
     rng = np.random.default_rng(5)
-    pts = rng.integers(0, 6, size=(60, 2)).astype(np.float32)
+    pts = rng.integers(0, 6, size=(60, m)).astype(np.float32)
+    pts[:2] = INF
     full = naive_ranks(pts)
-    rank = np.asarray(jax.jit(non_dominated_sort)(pts, until))
-    last = min(r for r in range(full.max() + 1) if (full <= r).sum() >= until)  # the front that reaches `until`
+    rank = np.asarray(jax.jit(non_dominated_sort)(pts, until))  # `until` traced
+    # The front that reaches `until` (none needed for 0; all of them when it exceeds n).
+    last = -1 if until <= 0 else min([r for r in range(full.max() + 1) if (full <= r).sum() >= until] or [full.max()])
     np.testing.assert_array_equal(rank, np.where(full <= last, full, last + 1))
+
+
+def test_one_objective_ranks_equal_peeling_with_nan_and_inf():
+    # One objective takes a dense-rank sort instead of one peel per distinct value.
+    from searchers.pareto import _peel_fronts
+
+    rng = np.random.default_rng(3)
+    pts = rng.integers(0, 9, size=(50, 1)).astype(np.float32)
+    pts[[0, 5]] = INF
+    pts[[3, 9]] = np.nan  # never dominated: front 0, as in the dominance matrix
+    for until in (None, 1, 4, 20, 50):
+        np.testing.assert_array_equal(non_dominated_sort(pts, until), _peel_fronts(jnp.asarray(pts), until))
 
 
 @pytest.mark.parametrize("m", [2, 3])
