@@ -15,33 +15,37 @@ architectures are dense and bad ones rare. Candidates already told, or equal to 
 candidate, are skipped; if every candidate is a repeat, uniform samples stand in. The first
 `num_initial` observations are uniform draws (the initial design).
 
-Two density models, with a prior of weight `w` spread evenly over decision `i`'s `K_i` choices:
+Three density models (option `density`), with a prior of weight `w` spread evenly over
+decision `i`'s `K_i` choices:
 
-- **multivariate** (default): a mixture of one product kernel per row, plus the uniform prior
-  (the multivariate kernel density of Falkner, Klein & Hutter, "BOHB", ICML 2018; Optuna's
+- **independent** (Bergstra et al. 2011): a product of per-decision categorical densities,
+
+      l_ind(x) = prod_i l_i(x_i),   l_i(c) = (#{good a : a_i = c} + w / K_i) / (n_good + w)
+
+  It recombines: a choice frequent among good rows is drawn whatever the other choices. Its
+  weakness is that independence: on a front made of additive costs, the choices of the fast
+  end and of the accurate end mix, and the extremes are covered no better than at random.
+- **multivariate**: a mixture of one product kernel per row, plus the uniform prior (the
+  multivariate kernel density of Falkner, Klein & Hutter, "BOHB", ICML 2018; Optuna's
   `multivariate=True`, with its categorical kernel):
 
       k_a(x) = prod_i (1[x_i = a_i] + w / K_i) / (1 + w)
-      l(x)   = (sum_{a good} k_a(x) + w prod_i 1 / K_i) / (n_good + w)          (g: the bad rows)
+      l_mv(x) = (sum_{a good} k_a(x) + w prod_i 1 / K_i) / (n_good + w)
 
-  A draw from `l` picks a good row (or the prior) and re-draws each decision uniformly with
-  probability `w / (1 + w)`: a mutation of a good architecture, so front members at opposite
-  ends of the trade-off are sampled around each one rather than mixed.
-- **independent** (`multivariate=False`, Bergstra et al. 2011): a product of per-decision
-  categorical densities, `l(x) = prod_i l_i(x_i)` with
+  A draw picks a good row (or the prior) and re-draws each decision uniformly with
+  probability `w / (1 + w)`: a mutation of a good architecture, so each end of the front is
+  sampled around its own members. It cannot recombine.
+- **mixture** (default): `l = (l_ind + l_mv) / 2`, and `g` likewise from the bad rows; a
+  candidate is drawn from either half with probability 1/2 and every candidate is scored by
+  the ratio of the mixtures. Recombination and mutation, the two moves of an evolutionary
+  search, each proposed where the good rows are.
 
-      l_i(c) = (#{good a : a_i = c} + w / K_i) / (n_good + w)
-
-  Its weakness is that independence: on a front made of additive costs, the choices of the
-  fast end and of the accurate end mix in `l`, and the extremes are covered no better than by
-  random sampling.
-
-On NAS-Bench-201 (`experiments/results/searchers.md`, ten devices, 10 seeds) the multivariate
-model is the best of our searchers at 300 and 1,000 evaluations on every device: median
-hypervolume ratio over devices 0.966 at 300 (worst device 0.944; the independent model
-0.957 and 0.915; Optuna's TPE 0.952 and 0.931) and 0.993 at 1,000. It pays at 50
-evaluations (0.801 against the independent model's 0.816), where there are only a handful of
-good rows to mutate.
+On NAS-Bench-201 (`experiments/results/searchers.md`, ten devices, 10 seeds; medians over
+devices of the per-device medians, at 50 / 100 / 300 evaluations, prototype runs of this
+session on seeds 0-9): independent 0.816 / 0.896 / 0.957, multivariate 0.801 / 0.897 / 0.966,
+mixture 0.859 / 0.929 / 0.973; on seeds 10-19, multivariate 0.784 / 0.899 / 0.972 and
+mixture 0.837 / 0.921 / 0.973. Optuna's TPE (independent, its MOTPE weights): 0.803 / 0.879 /
+0.952.
 
 State: the told architectures, objectives and `searchers.memory` keys in a buffer of
 `capacity` rows (size it to the evaluation budget; rows told beyond it are dropped), so `ask`
@@ -67,6 +71,7 @@ from searchers.pareto import non_dominated_sort
 from supernet.spaces.base import SearchSpace
 
 
+DENSITIES = ("mixture", "multivariate", "independent")
 TPEState = Archive  # every told architecture, its objectives and keys (fixed shapes, checkpointable)
 
 
@@ -86,7 +91,7 @@ def parzen_log_densities(archs: Int[Array, "c d"], weight: Float[Array, "c"], ca
 
 def kernel_log_mixture(points: Int[Array, "p d"], centres: Int[Array, "c d"], weight: Float[Array, "c"],
                        cards: np.ndarray, prior_weight: float) -> Float[Array, "p"]:
-    """`log` of the multivariate Parzen density at `points` (module docstring, "multivariate").
+    """`log l_mv` at `points`: the multivariate Parzen density (module docstring).
 
     One product kernel per counted centre (`weight` 0/1 per row) plus the uniform prior with
     weight `w`: `p(x) = (sum_j weight_j prod_i k_j(x_i) + w prod_i 1/K_i) / (sum_j weight_j + w)`.
@@ -126,19 +131,21 @@ def make(
     prior_weight: float = 1.0,
     num_initial: int = 10,
     capacity: int = 2048,
-    multivariate: bool = True,
+    density: str = "mixture",
 ) -> Searcher:
     """A TPE searcher over `space` (MOTPE when `num_objectives > 1`); jitted `ask`/`tell`.
 
     `batch_size` proposals per `ask`, each the best `l/g` ratio among `candidates` draws from
     `l`; `gamma` is the good fraction; `prior_weight` the weight `w` of the uniform prior;
     `num_initial` uniform draws first; `capacity` rows of memory (>= the evaluation budget);
-    `multivariate`: the density model (module docstring). Defaults: Optuna's 24 candidates and
-    prior weight 1; `gamma` 0.15, batch 1 and the multivariate model as measured on
-    NAS-Bench-201 (module docstring).
+    `density`: `"mixture"`, `"multivariate"` or `"independent"` (module docstring). Defaults:
+    Optuna's 24 candidates and prior weight 1; `gamma` 0.15, batch 1 and the mixture as
+    measured on NAS-Bench-201 (module docstring).
     """
     if num_objectives < 1:
         raise ValueError(f"num_objectives must be >= 1, got {num_objectives}")
+    if density not in DENSITIES:
+        raise ValueError(f"unknown density {density!r}; densities: {', '.join(DENSITIES)}")
     if not 0.0 < gamma < 1.0:
         raise ValueError(f"gamma must be in (0, 1), got {gamma}")
     if batch_size < 1 or candidates < 1 or capacity < 1 or num_initial < 0 or prior_weight <= 0:
@@ -147,6 +154,26 @@ def make(
     d, m, q, cap = space.num_decisions, num_objectives, batch_size, capacity
     cards = np.asarray(space.cardinalities)
     pool = q * candidates
+
+    def propose(key, archs, good, bad):
+        """`pool` draws from `l` and their `log l - log g` (module docstring, `density`)."""
+        k_ind, k_mv, k_half = jax.random.split(key, 3)
+        log_li = parzen_log_densities(archs, good, cards, prior_weight)
+        log_gi = parzen_log_densities(archs, bad, cards, prior_weight)
+        independent = lambda x, log_p: jnp.sum(jnp.take_along_axis(log_p, x.T, axis=1), axis=0)
+        multivariate = lambda x, w: kernel_log_mixture(x, archs, w, cards, prior_weight)
+        if density == "independent":
+            drawn = jax.random.categorical(k_ind, log_li, axis=-1, shape=(pool, d)).astype(jnp.int32)
+            return drawn, independent(drawn, log_li - log_gi)
+        drawn = kernel_sample(k_mv, archs, good, space, prior_weight, pool)
+        if density == "multivariate":
+            return drawn, multivariate(drawn, good) - multivariate(drawn, bad)
+        from_ind = jax.random.categorical(k_ind, log_li, axis=-1, shape=(pool, d)).astype(jnp.int32)
+        drawn = jnp.where((jax.random.uniform(k_half, (pool,)) < 0.5)[:, None], from_ind, drawn)
+        # The 1/2 weights cancel in the ratio.
+        log_l = jnp.logaddexp(independent(drawn, log_li), multivariate(drawn, good))
+        log_g = jnp.logaddexp(independent(drawn, log_gi), multivariate(drawn, bad))
+        return drawn, log_l - log_g
 
     def init(key: PRNGKeyArray) -> TPEState:
         del key  # the initial design is drawn by `ask`
@@ -164,15 +191,7 @@ def make(
         position = jnp.zeros((cap,), jnp.int32).at[jnp.argsort(order)].set(jnp.arange(cap, dtype=jnp.int32))
         good = feasible & (position < n_good)
         bad = filled & ~good
-        if multivariate:
-            drawn = kernel_sample(k_draw, state.archs, good.astype(jnp.float32), space, prior_weight, pool)
-            ratio = (kernel_log_mixture(drawn, state.archs, good.astype(jnp.float32), cards, prior_weight)
-                     - kernel_log_mixture(drawn, state.archs, bad.astype(jnp.float32), cards, prior_weight))
-        else:
-            log_l = parzen_log_densities(state.archs, good.astype(jnp.float32), cards, prior_weight)
-            log_g = parzen_log_densities(state.archs, bad.astype(jnp.float32), cards, prior_weight)
-            drawn = jax.random.categorical(k_draw, log_l, axis=-1, shape=(pool, d)).astype(jnp.int32)
-            ratio = jnp.sum(jnp.take_along_axis(log_l - log_g, drawn.T, axis=1), axis=0)  # [pool]
+        drawn, ratio = propose(k_draw, state.archs, good.astype(jnp.float32), bad.astype(jnp.float32))
         # The initial design, and the stand-ins when every draw is a repeat: uniform samples.
         uniform = jnp.asarray(space.sample(k_uni, pool), jnp.int32)
         warm = (state.count >= num_initial) & jnp.any(good)

@@ -56,15 +56,15 @@ def test_tpe_finds_a_hidden_target():
     assert len(asked) < 150 and all(a.shape == (1, 6) for a in asked)
 
 
-@pytest.mark.parametrize("multivariate", [True, False])
-def test_motpe_finds_a_needle_front_that_random_search_misses(multivariate):
+@pytest.mark.parametrize("density", tpe.DENSITIES)
+def test_motpe_finds_a_needle_front_that_random_search_misses(density):
     # Objectives (distance to a hidden cell, cost): the accurate end of the front is a handful
-    # of the 15,625 cells, as on NAS-Bench-201. Random search rarely reaches it; either density
-    # of the good rows (mutations of them, or their per-decision frequencies) leads TPE there.
+    # of the 15,625 cells, as on NAS-Bench-201. Random search rarely reaches it; every density
+    # of the good rows (their per-decision frequencies, mutations of them, both) leads TPE there.
     evaluate = lambda a: jnp.concatenate([hamming(a), COST[a].sum(1, keepdims=True)], axis=1)
     true = front_set(evaluate(jnp.asarray(NB201.enumerate())))
     assert sorted(true)[0] == (0.0, float(COST[TARGET].sum()))  # the target itself is on the front
-    searcher = tpe.make(NB201, num_objectives=2, batch_size=2, multivariate=multivariate)
+    searcher = tpe.make(NB201, num_objectives=2, batch_size=2, density=density)
     _, asked = search(searcher, evaluate, seed=0, rounds=100)
     told = np.asarray(evaluate(jnp.asarray(np.concatenate(asked))))
     ref = np.array([7.0, 25.0])
@@ -97,6 +97,8 @@ def test_tell_checks_shapes_and_keeps_a_repeat_once():
         searcher.tell(state, archs, jnp.zeros((2, 3)))
     with pytest.raises(ValueError, match="gamma"):
         tpe.make(NB201, gamma=1.0)
+    with pytest.raises(ValueError, match="unknown density 'kde'; densities: mixture"):
+        tpe.make(NB201, density="kde")
 
 
 @pytest.mark.parametrize("space_name", SPACE_NAMES)
