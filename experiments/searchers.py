@@ -136,9 +136,9 @@ PEER_TRIAL_FACTOR = 3
 # TPE 20 s to 300 and over 12 min to 1000; TPE constrained 2 s to 300, 16 s to 1000; Optuna
 # NSGA-II constrained 0.4 s to 300 and 113 s to 1000 (a converged population proposes thousands
 # of repeats, each an Optuna trial). Our TPE runs the whole grid: on raspi4, one core, 4.5 s
-# per Pareto search to 1000 and 1.6 s constrained (the committed run's 3834 s for tpe predates
-# the O(n log n) one-objective ranks of `non_dominated_sort`: 25-35 s per constrained search).
-# Earlier runs also cut BO and Optuna's TPE to 3 devices.
+# per Pareto search to 1000 and 1.6 s constrained; the whole grid took 23.4 min with
+# --workers 2 on 2 free cores (2026-11-29). Earlier runs also cut BO and Optuna's TPE to 3
+# devices, and our TPE to 300.
 DEFAULT_LIMITS = (
     "bo:max_budget=300",
     "optuna-tpe:max_budget=300",
