@@ -69,6 +69,11 @@ def test_speed_only_retimes_a_finished_run_and_keeps_its_searches(tmp_path):
     md = (tmp_path / "searchers.md").read_text()
     assert "Measured again on" in md and "evolution sustains over 10,000 evaluations per second" in md
 
+    # --render re-writes the markdown from the JSON, with the expectation checks recomputed.
+    (tmp_path / "searchers.md").unlink()
+    assert bench.main(["--render", str(tmp_path)]) == 0
+    assert (tmp_path / "searchers.md").read_text() == md
+
 
 def test_speed_lines_cover_searches_old_single_runs_and_bo_asks():
     bench = _load_script()
