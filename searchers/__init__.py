@@ -1,4 +1,4 @@
-"""Search strategies over a search space (random, evolution, NSGA-II, REINFORCE, BO, local, TPE).
+"""Search strategies over a search space (random, evolution, NSGA-II, REINFORCE, BO, local, TPE, Thompson).
 
 Searchers see a `supernet.spaces` space and an evaluate function, never a Flax module. Every
 searcher follows one protocol (`searchers.base.Searcher`: optax-style `init`/`ask`/`tell`
@@ -43,7 +43,7 @@ from searchers.objectives import (
 )
 from searchers.reference import hypervolume_ratio, true_front
 
-SEARCHER_NAMES = ("random", "evolution", "nsga2", "reinforce", "bo", "local", "tpe")
+SEARCHER_NAMES = ("random", "evolution", "nsga2", "reinforce", "bo", "local", "tpe", "thompson")
 _MODULES = {
     "random": "searchers.random_search",
     "evolution": "searchers.evolution",
@@ -52,6 +52,7 @@ _MODULES = {
     "bo": "searchers.bo",
     "local": "searchers.local",
     "tpe": "searchers.tpe",
+    "thompson": "searchers.thompson",
 }
 
 

@@ -90,9 +90,11 @@ def seen_contains(seen: Seen, keys: Int[Array, "n"]) -> Bool[Array, "n"]:
 
 def earlier_duplicate(keys: Int[Array, "n"]) -> Bool[Array, "n"]:
     """Row `j` repeats some row `i < j` of the same batch."""
-    n = keys.shape[0]
-    same = keys[:, None] == keys[None, :]
-    return jnp.any(same & (jnp.arange(n)[:, None] > jnp.arange(n)[None, :]), axis=1)
+    # A stable sort puts each key's first occurrence first among its copies: O(n log n), not n^2.
+    order = jnp.argsort(keys, stable=True)
+    ranked = keys[order]
+    repeat = jnp.concatenate([jnp.zeros((1,), bool), ranked[1:] == ranked[:-1]]) if keys.shape[0] else ranked == 0
+    return jnp.zeros(keys.shape, bool).at[order].set(repeat)
 
 
 def seen_add(seen: Seen, keys: Int[Array, "n"]) -> Seen:

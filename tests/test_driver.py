@@ -198,7 +198,8 @@ def test_checkpoint_is_not_overwritten_and_belongs_to_one_search(tmp_path):
 
 # Small settings keep every searcher's compile and fit quick on two CPU cores.
 SMALL = {"nsga2": {"population": 8}, "evolution": {"population": 8, "sample_size": 3},
-         "bo": {"capacity": 64, "pool_size": 64, "fit_size": 32, "fit_steps": 5}}
+         "bo": {"capacity": 64, "pool_size": 64, "fit_size": 32, "fit_steps": 5},
+         "thompson": {"capacity": 64, "pool_size": 64, "num_initial": 4}}
 
 
 @pytest.mark.parametrize("name", SEARCHER_NAMES)
