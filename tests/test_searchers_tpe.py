@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from searchers import tpe
-from searchers.pareto import hypervolume
 from supernet.spaces import SPACE_NAMES, get_space
-from tests.test_searchers_evo import COST, NB201, TARGET, cost_quality, front_set, hamming, search, shapes
+from tests.searcher_checks import check_fixed_shapes_one_compile_and_purity, needle_front
+from tests.test_searchers_evo import NB201, TARGET, cost_quality, hamming, search
 
 
 def test_parzen_densities_by_hand():
@@ -58,21 +58,11 @@ def test_tpe_finds_a_hidden_target():
 
 @pytest.mark.parametrize("density", tpe.DENSITIES)
 def test_motpe_finds_a_needle_front_that_random_search_misses(density):
-    # Objectives (distance to a hidden cell, cost): the accurate end of the front is a handful
-    # of the 15,625 cells, as on NAS-Bench-201. Random search rarely reaches it; every density
-    # of the good rows (their per-decision frequencies, mutations of them, both) leads TPE there.
-    evaluate = lambda a: jnp.concatenate([hamming(a), COST[a].sum(1, keepdims=True)], axis=1)
-    true = front_set(evaluate(jnp.asarray(NB201.enumerate())))
-    assert sorted(true)[0] == (0.0, float(COST[TARGET].sum()))  # the target itself is on the front
-    searcher = tpe.make(NB201, num_objectives=2, batch_size=2, density=density)
-    _, asked = search(searcher, evaluate, seed=0, rounds=100)
-    told = np.asarray(evaluate(jnp.asarray(np.concatenate(asked))))
-    ref = np.array([7.0, 25.0])
-    whole = hypervolume(np.array(sorted(true)), ref)
-    ratio = hypervolume(told, ref) / whole
-    random = hypervolume(np.asarray(evaluate(NB201.sample(jax.random.key(0), 200))), ref) / whole
+    # Every density of the good rows (their per-decision frequencies, mutations of them, both)
+    # leads TPE to the needle end of the front, which random search rarely reaches.
+    ratio, random, found = needle_front(tpe.make(NB201, num_objectives=2, batch_size=2, density=density), rounds=100)
     assert ratio > max(0.85, random + 0.1), (ratio, random)
-    assert len(front_set(told) & true) >= 4
+    assert found >= 4
 
 
 def test_no_proposal_repeats_and_infeasible_rows_count_as_bad():
@@ -104,16 +94,5 @@ def test_tell_checks_shapes_and_keeps_a_repeat_once():
 @pytest.mark.parametrize("space_name", SPACE_NAMES)
 def test_fixed_shape_state_valid_archs_one_compile_and_pure(space_name):
     space = get_space(space_name)
-    searcher = tpe.make(space, num_objectives=2, batch_size=3, num_initial=4, capacity=64)
-    table = jax.random.uniform(jax.random.key(7), (space.num_decisions, int(space.cardinalities.max()), 2))
-    evaluate = lambda a: table[jnp.arange(space.num_decisions), a].sum(1)  # a tiny random LUT
-    before = shapes(searcher.init(jax.random.key(0)))
-    state, asked = search(searcher, evaluate, seed=1, rounds=4)  # initial design, then TPE proposals
-    assert shapes(state) == before and all(isinstance(x, jax.Array) for x in jax.tree.leaves(state))
-    asked = np.concatenate(asked)
-    assert asked.dtype == np.int32 and ((asked >= 0) & (asked < space.cardinalities)).all()
-    assert searcher.ask._cache_size() == 1 and searcher.tell._cache_size() == 1
-    _, again = search(searcher, evaluate, seed=1, rounds=4)
-    _, other = search(searcher, evaluate, seed=2, rounds=4)
-    np.testing.assert_array_equal(asked, np.concatenate(again))
-    assert not np.array_equal(asked, np.concatenate(other))
+    check_fixed_shapes_one_compile_and_purity(
+        tpe.make(space, num_objectives=2, batch_size=3, num_initial=4, capacity=64), space)
