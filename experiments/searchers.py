@@ -65,10 +65,9 @@ largest budget, and every smaller budget is read off the prefix of its history. 
 stops early (stalled: only repeats) is scored on what it evaluated; such cells are marked `*`.
 `--limit METHOD[/TASK]:max_budget=B,seeds=S,devices=D1+D2` restricts an expensive method, or
 one task of it (repeatable; `METHOD:none` lifts its limits). The default limits (`DEFAULT_LIMITS`
-below, with the timings that motivated them) keep the full run under half an hour with
-`--workers 2` on 2 free CPU cores, and are printed with the results: BO, our Thompson
-sampling, Optuna's TPE and Optuna's NSGA-II (constrained task) run to budget 300, on every
-device and seed.
+below, with the timings that motivated them) keep the full run at about 40 minutes with
+`--workers 2` on 2 free CPU cores, and are printed with the results: BO, Optuna's TPE and
+Optuna's NSGA-II (constrained task) run to budget 300, on every device and seed.
 `--workers N` runs (device, method, task) units in N processes; results do not depend on it.
 
 Set OPENBLAS_NUM_THREADS=1 on 2-core machines (see searchers/bo.py; the script sets it if unset).
@@ -140,11 +139,10 @@ PEER_TRIAL_FACTOR = 3
 # of repeats, each an Optuna trial). Our TPE runs the whole grid: on raspi4, one core, 4.5 s
 # per Pareto search to 1000 and 1.6 s constrained; the whole grid took 23.4 min with
 # --workers 2 on 2 free cores (2026-11-29). Earlier runs also cut BO and Optuna's TPE to 3
-# devices, and our TPE to 300. Thompson: 9 s per Pareto search to 1000 on raspi4, one core
-# (its ask scores 2,048 candidates against a 2,048-row memory whatever the count), 2-3 s to 300.
+# devices, and our TPE to 300. Thompson runs the whole grid: 9 s per Pareto search to 1000 on
+# raspi4, one core (an ask costs the same at any count: fixed-size memory and pool).
 DEFAULT_LIMITS = (
     "bo:max_budget=300",
-    "thompson:max_budget=300",
     "optuna-tpe:max_budget=300",
     "optuna-nsga2/constrained:max_budget=300",
 )
@@ -802,7 +800,7 @@ def notes_lines(payload: dict) -> list[str]:
         f"architectures. Seeds: 0-{cfg['seeds'] - 1} unless limited below. Our searchers run with their "
         "defaults (evolution P=20, S=10, batch 10; nsga2 P=12; local batch 8; reinforce categorical, batch 16, "
         "entropy 0.05; bo batch 4; tpe batch 1, gamma 0.15, 24 candidates, mixture density; thompson batch 1, "
-        "2,048 candidates, pair features); none "
+        "2,048 candidates (3/4 mutations of the front), pair features); none "
         "re-proposes an architecture it was told (`searchers.memory`).",
         "Hypervolume ratio: found / true in the plane (validation accuracy, log latency), reference point 85% "
         "and the slowest latency on the true front (`searchers.reference`); everything a search evaluated counts.",

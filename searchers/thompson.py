@@ -34,8 +34,9 @@ proposal draws one `w_j` per objective from the posterior, `w = mu + s L^-T z` w
 - three or more: the smallest augmented Chebyshev scalarization of the prediction with weights
   drawn uniformly from the simplex (random scalarizations: Paria, Kandasamy & Poczos, UAI 2019).
 
-The pool has `pool_size` rows: half uniform draws, half one- or two-decision mutations of the
-told Pareto front (the best rows for one objective); told rows and duplicates are never proposed.
+The pool has `pool_size` rows: a share `mutation_share` (3/4) of one- or two-decision mutations
+of the told Pareto front (the best rows for one objective), the rest uniform draws; told rows
+and duplicates are never proposed.
 The first `num_initial` proposals (and any before a feasible row is told) are uniform draws.
 
 On NAS-Bench-201 (ten devices, 10 seeds, the Pareto task of `experiments/searchers.py`) this is
@@ -188,37 +189,44 @@ def make(
     max_features: int = 4096,
     num_initial: int = 10,
     capacity: int = 2048,
+    mutation_share: float = 0.75,
 ) -> Searcher:
     """A Thompson-sampling searcher over `space` (module docstring); jitted `ask`/`tell`.
 
     `batch_size` proposals per `ask`, each from its own posterior draw; `pool_size` candidates
     scored per draw; `alpha` the prior precision; `min_noise` the smallest noise variance;
     `pairs` whether to use pair features (default: when the features number at most
-    `max_features`); `num_initial` uniform draws first; `capacity` rows of memory (>= the budget).
+    `max_features`); `num_initial` uniform draws first; `capacity` rows of memory (>= the budget);
+    `mutation_share` the fraction of the pool that mutates the front (the rest: uniform draws).
     """
     if num_objectives < 1:
         raise ValueError(f"num_objectives must be >= 1, got {num_objectives}")
     if batch_size < 1 or pool_size < 2 or capacity < 1 or num_initial < 0 or alpha <= 0 or min_noise <= 0:
         raise ValueError(f"need batch_size >= 1, pool_size >= 2, capacity >= 1, num_initial >= 0, alpha > 0 and "
                          f"min_noise > 0; got {batch_size}, {pool_size}, {capacity}, {num_initial}, {alpha}, {min_noise}")
+    if not 0.0 < mutation_share < 1.0:
+        raise ValueError(f"mutation_share must be in (0, 1), got {mutation_share}")
     cards = np.asarray(space.cardinalities)
     with_pairs = FeatureMap.size_of(cards, True) <= max_features if pairs is None else bool(pairs)
     features = FeatureMap(cards, with_pairs)
     d, m, q, cap = space.num_decisions, num_objectives, batch_size, capacity
-    half = pool_size // 2
+    num_mutants = min(max(int(round(pool_size * mutation_share)), 1), pool_size - 1)  # the rest: uniform
+    if pool_size - num_mutants < batch_size:  # the initial design takes the uniform rows
+        raise ValueError(f"the pool's {pool_size - num_mutants} uniform rows are fewer than batch_size {batch_size}: "
+                         "raise pool_size or lower mutation_share")
     front_rows = min(cap, 256)  # the told front rarely has more rows; beyond them it is truncated
 
     def candidate_pool(key, parents, num_parents):
         """Uniform draws and one- or two-decision mutations of the first `num_parents` rows of
         `parents`, canonical."""
         k_uni, k_par, k_pos, k_val, k_two = jax.random.split(key, 5)
-        uniform = jnp.asarray(space.sample(k_uni, pool_size - half), jnp.int32)
-        mutant = parents[jax.random.randint(k_par, (half,), 0, jnp.maximum(num_parents, 1))]
-        values = jnp.asarray(space.sample(k_val, half), jnp.int32)
+        uniform = jnp.asarray(space.sample(k_uni, pool_size - num_mutants), jnp.int32)
+        mutant = parents[jax.random.randint(k_par, (num_mutants,), 0, jnp.maximum(num_parents, 1))]
+        values = jnp.asarray(space.sample(k_val, num_mutants), jnp.int32)
         for t, k in enumerate(jax.random.split(k_pos, 2)):
-            at = jax.nn.one_hot(jax.random.randint(k, (half,), 0, d), d, dtype=bool)
-            if t == 1:  # the second mutation, on half of the rows
-                at &= (jax.random.uniform(k_two, (half,)) < 0.5)[:, None]
+            at = jax.nn.one_hot(jax.random.randint(k, (num_mutants,), 0, d), d, dtype=bool)
+            if t == 1:  # the second mutation, on half of the mutants
+                at &= (jax.random.uniform(k_two, (num_mutants,)) < 0.5)[:, None]
             mutant = jnp.where(at, values if t == 0 else jnp.roll(values, 1, axis=0), mutant)
         return jnp.asarray(space.canonical(jnp.concatenate([uniform, mutant])), jnp.int32)
 
@@ -268,7 +276,7 @@ def make(
         chosen = jax.lax.fori_loop(0, q, pick, jnp.full((q,), -1, jnp.int32))
         warm = (told.count >= num_initial) & jnp.any(feasible)
         # The initial design: uniform rows of the pool, new ones first.
-        uniform = jnp.argsort(~fresh[:pool_size - half], stable=True)[:q]
+        uniform = jnp.argsort(~fresh[:pool_size - num_mutants], stable=True)[:q]
         return pool[jnp.where(warm, chosen, uniform)], state
 
     def tell(state: ThompsonState, archs: Int[Array, "n d"], objectives: Float[Array, "n m"]) -> ThompsonState:

@@ -124,6 +124,10 @@ def test_tell_keeps_a_repeat_once_and_the_gram_matrix_of_what_it_kept():
         searcher.tell(state, archs, jnp.zeros((3, 3)))
     with pytest.raises(ValueError, match="pool_size >= 2"):
         thompson.make(NB201, pool_size=1)
+    with pytest.raises(ValueError, match="mutation_share must be in"):
+        thompson.make(NB201, mutation_share=1.0)
+    with pytest.raises(ValueError, match="the pool's 2 uniform rows are fewer than batch_size 4"):
+        thompson.make(NB201, pool_size=8, mutation_share=0.75, batch_size=4)
 
 
 def test_pair_features_are_dropped_past_max_features():
