@@ -65,7 +65,7 @@ largest budget, and every smaller budget is read off the prefix of its history. 
 stops early (stalled: only repeats) is scored on what it evaluated; such cells are marked `*`.
 `--limit METHOD[/TASK]:max_budget=B,seeds=S,devices=D1+D2` restricts an expensive method, or
 one task of it (repeatable; `METHOD:none` lifts its limits). The default limits (`DEFAULT_LIMITS`
-below, with the timings that motivated them) keep the full run at about 40 minutes with
+below, with the timings that motivated them) keep the full run at about 32 minutes with
 `--workers 2` on 2 free CPU cores, and are printed with the results: BO, Optuna's TPE and
 Optuna's NSGA-II (constrained task) run to budget 300, on every device and seed.
 `--workers N` runs (device, method, task) units in N processes; results do not depend on it.

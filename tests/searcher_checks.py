@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from searchers.pareto import hypervolume
-from tests.test_searchers_evo import COST, NB201, front_set, hamming, search, shapes
+from tests.test_searchers_evo import COST, NB201, TARGET, front_set, hamming, search, shapes
 
 
 def needle_front(searcher, rounds: int) -> tuple[float, float, int]:
@@ -38,3 +38,14 @@ def check_fixed_shapes_one_compile_and_purity(searcher, space) -> None:
     _, other = search(searcher, evaluate, seed=2, rounds=4)
     np.testing.assert_array_equal(asked, np.concatenate(again))
     assert not np.array_equal(asked, np.concatenate(other))
+
+
+def check_finds_a_hidden_target(searcher, rounds: int = 150) -> None:
+    """Minimize the Hamming distance to a hidden cell, one proposal per round: the searcher
+    reaches it (distance 0) in fewer than `rounds` rounds."""
+    told = []
+    evaluate = lambda a: told.append(np.asarray(hamming(a))) or jnp.asarray(told[-1])
+    _, asked = search(searcher, evaluate, seed=0, rounds=rounds, stop=lambda s: min(told).min() == 0)
+    best = np.concatenate(asked)[np.argmin(np.concatenate(told)[:, 0])]
+    np.testing.assert_array_equal(best, TARGET)
+    assert len(asked) < rounds and all(a.shape == (1, 6) for a in asked)

@@ -7,8 +7,8 @@ import pytest
 
 from searchers import tpe
 from supernet.spaces import SPACE_NAMES, get_space
-from tests.searcher_checks import check_fixed_shapes_one_compile_and_purity, needle_front
-from tests.test_searchers_evo import NB201, TARGET, cost_quality, hamming, search
+from tests.searcher_checks import check_finds_a_hidden_target, check_fixed_shapes_one_compile_and_purity, needle_front
+from tests.test_searchers_evo import NB201, cost_quality, search
 
 
 def test_parzen_densities_by_hand():
@@ -47,13 +47,7 @@ def test_kernel_mixture_by_hand_and_its_sampler_draws_from_it():
 
 
 def test_tpe_finds_a_hidden_target():
-    searcher = tpe.make(NB201)
-    told = []
-    evaluate = lambda a: told.append(np.asarray(hamming(a))) or jnp.asarray(told[-1])
-    state, asked = search(searcher, evaluate, seed=0, rounds=150, stop=lambda s: min(told).min() == 0)
-    best = np.concatenate(asked)[np.argmin(np.concatenate(told)[:, 0])]
-    np.testing.assert_array_equal(best, TARGET)
-    assert len(asked) < 150 and all(a.shape == (1, 6) for a in asked)
+    check_finds_a_hidden_target(tpe.make(NB201))
 
 
 @pytest.mark.parametrize("density", tpe.DENSITIES)
