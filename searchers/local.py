@@ -70,7 +70,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from searchers.base import Searcher
-from searchers.memory import Archive, arch_keys, archive_add, earlier_duplicate
+from searchers.memory import Archive, arch_keys, archive_add, earlier_duplicate, keys_in
 from searchers.pareto import chebyshev, mark_infeasible, non_dominated_mask, random_weights, rank_normalize
 from supernet.spaces.base import SearchSpace
 
@@ -266,7 +266,7 @@ def _make_pareto(space: SearchSpace, m: int, batch_size: int, capacity: int, mem
         cand = jnp.concatenate([hood.reshape(r * k, d), kicked, space.sample(jax.random.fold_in(k_uni, 1), 2 * b)])
         cand = jnp.asarray(space.canonical(cand), jnp.int32)
         keys = arch_keys(space, cand)
-        known = jnp.any(keys[:, None] == state.keys[None, :], axis=1)
+        known = keys_in(keys, state.keys)
         from_member = jnp.concatenate([jnp.repeat(usable, k), jnp.zeros((6 * b,), bool)])
         is_random = jnp.arange(r * k + 6 * b) >= r * k
         good = ~known & ~earlier_duplicate(keys) & (from_member | is_random)

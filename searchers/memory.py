@@ -93,8 +93,17 @@ def earlier_duplicate(keys: Int[Array, "n"]) -> Bool[Array, "n"]:
     # A stable sort puts each key's first occurrence first among its copies: O(n log n), not n^2.
     order = jnp.argsort(keys, stable=True)
     ranked = keys[order]
-    repeat = jnp.concatenate([jnp.zeros((1,), bool), ranked[1:] == ranked[:-1]]) if keys.shape[0] else ranked == 0
+    if keys.shape[0] == 0:
+        return jnp.zeros((0,), bool)
+    repeat = jnp.concatenate([jnp.zeros((1,), bool), ranked[1:] == ranked[:-1]])
     return jnp.zeros(keys.shape, bool).at[order].set(repeat)
+
+
+def keys_in(keys: Int[Array, "n"], table: Int[Array, "c"]) -> Bool[Array, "n"]:
+    """Whether each key is among the `table`'s keys (an `Archive`'s `keys`; its `-1` padding
+    matches no key): one sort of the table and a binary search per key, O((n + c) log c)."""
+    table = jnp.sort(table)
+    return table[jnp.minimum(jnp.searchsorted(table, keys), table.shape[0] - 1)] == keys
 
 
 def seen_add(seen: Seen, keys: Int[Array, "n"]) -> Seen:
@@ -184,7 +193,7 @@ def archive_add(space, archive: Archive, archs, objectives, who: str) -> Archive
         raise ValueError(f"{who}.tell needs archs [n, {d}] and objectives [n, {m}], "
                          f"got {archs.shape} and {objectives.shape}")
     keys = arch_keys(space, archs)
-    keep = ~(jnp.any(keys[:, None] == archive.keys[None, :], axis=1) | earlier_duplicate(keys))
+    keep = ~(keys_in(keys, archive.keys) | earlier_duplicate(keys))
     pos = archive.count + jnp.cumsum(keep) - 1
     pos = jnp.where(keep & (pos < cap), pos, cap)  # cap: out of bounds, dropped
     return Archive(archive.archs.at[pos].set(archs, mode="drop"),
@@ -194,4 +203,4 @@ def archive_add(space, archive: Archive, archs, objectives, who: str) -> Archive
 
 
 __all__ = ["DEFAULT_CAPACITY", "Archive", "Seen", "archive_add", "archive_init", "arch_keys", "earlier_duplicate",
-           "is_repeat", "pick_new", "redraw_new", "seen_add", "seen_contains", "seen_init"]
+           "is_repeat", "keys_in", "pick_new", "redraw_new", "seen_add", "seen_contains", "seen_init"]

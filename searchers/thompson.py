@@ -75,7 +75,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from searchers.base import Searcher
-from searchers.memory import Archive, arch_keys, archive_add, archive_init, earlier_duplicate
+from searchers.memory import Archive, arch_keys, archive_add, archive_init, earlier_duplicate, keys_in
 from searchers.pareto import non_dominated_mask, rank_normalize
 from supernet.spaces.base import SearchSpace
 
@@ -268,9 +268,7 @@ def make(
         worst = jnp.max(scores, axis=0)
         pool = candidate_pool(k_pool, told.archs[first], on_front.sum())
         keys = arch_keys(space, pool)
-        told_keys = jnp.sort(told.keys)  # padding (-1) first; membership by binary search
-        told_before = told_keys[jnp.minimum(jnp.searchsorted(told_keys, keys), cap - 1)] == keys
-        fresh = ~(earlier_duplicate(keys) | told_before)
+        fresh = ~(earlier_duplicate(keys) | keys_in(keys, told.keys))
         post = linear_posterior(features(told.archs), state.gram, scores, filled, alpha, min_noise)
         phi_pool = features(pool)
 

@@ -68,7 +68,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from searchers.base import Searcher
-from searchers.memory import Archive, arch_keys, archive_add, archive_init, earlier_duplicate
+from searchers.memory import Archive, arch_keys, archive_add, archive_init, earlier_duplicate, keys_in
 from searchers.pareto import non_dominated_sort
 from supernet.spaces.base import SearchSpace
 
@@ -203,7 +203,7 @@ def make(
         keys = arch_keys(space, cand)
         # The best-scoring copy of each architecture counts; told ones and later copies do not.
         by_score = jnp.argsort(-score, stable=True)
-        repeat_sorted = earlier_duplicate(keys[by_score]) | jnp.any(keys[by_score, None] == state.keys[None, :], axis=1)
+        repeat_sorted = earlier_duplicate(keys[by_score]) | keys_in(keys[by_score], state.keys)
         repeat = jnp.zeros_like(repeat_sorted).at[by_score].set(repeat_sorted)
         _, pick = jax.lax.top_k(jnp.where(repeat, -jnp.inf, score), q)
         return cand[pick], state
