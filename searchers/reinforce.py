@@ -242,8 +242,14 @@ def make(
 ) -> Searcher:
     """A REINFORCE searcher over `space` (jitted `ask`/`tell`; module docstring for the loss).
 
-    `learning_rate` (Adam) defaults to 0.15 for `"categorical"` (a step moves logits directly)
-    and 0.005 for `"lstm"` (Zoph & Le used 6e-4 with far larger budgets). `baseline_decay` is
+    `learning_rate` (Adam) defaults to 0.15 for `"categorical"` (a step moves logits directly;
+    0.3 with several objectives, see below) and 0.005 for `"lstm"` (Zoph & Le used 6e-4 with far
+    larger budgets). The dominance reward gives every sample on the front of the memory the same
+    maximum, so its advantages are small and bunched; twice the step moves the policy at the pace
+    of a scalar reward. On NAS-Bench-201 (Pareto task of `experiments/searchers.py`, tuning seeds
+    10-19, not the reporting seeds) 0.3 gave median ratios 0.735 / 0.834 / 0.946 / 0.977 at 50 /
+    100 / 300 / 1,000 evaluations against 0.710 / 0.797 / 0.924 / 0.982 for 0.15, while with one
+    objective (the constrained task) 0.3 raised the median regret at 100 from 0.86 to 0.92 points. `baseline_decay` is
     the EMA decay of the baseline (TuNAS: 0.95); `entropy_weight` is beta (0.05 keeps the
     policy exploring at budgets of hundreds). `avoid_repeats`/`max_tries`/`memory`: redraw
     samples told before (module docstring); `reference`: rows of the dominance memory (m > 1).
@@ -257,7 +263,7 @@ def make(
         raise ValueError(f"baseline_decay must be in [0, 1), got {baseline_decay}")
     cards = space.cardinalities
     if policy == "categorical":
-        pol, default_lr = categorical_policy(cards), 0.15
+        pol, default_lr = categorical_policy(cards), (0.15 if m == 1 else 0.3)
     else:
         pol, default_lr = lstm_policy(cards, hidden_size), 0.005
     opt = optax.adam(default_lr if learning_rate is None else learning_rate)
