@@ -254,8 +254,9 @@ def make(
     benchmark's Pareto row moved from 0.683 / 0.817 / 0.935 / 0.981 to 0.706 / 0.840 / 0.942 /
     0.976; on silver_4114 at 100 evaluations (0.775) it is still below random search (0.783).
     `baseline_decay` is the EMA decay of the baseline (TuNAS: 0.95); `entropy_weight` is beta
-    (0.05 keeps the policy exploring at budgets of hundreds). `avoid_repeats`/`max_tries`/`memory`: redraw
-    samples told before (module docstring); `reference`: rows of the dominance memory (m > 1).
+    (0.05 keeps the policy exploring at budgets of hundreds). `avoid_repeats`/`max_tries`/
+    `memory`: redraw samples told before (module docstring); `reference`: rows of the dominance
+    memory (m > 1).
     """
     if num_objectives < 1:
         raise ValueError(f"num_objectives must be >= 1, got {num_objectives}")
