@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import SHARED_DATA, load_script
@@ -29,6 +30,8 @@ def test_benchmark_main_json(capsys):
     device = payload["devices"]["raspi4"]
     assert device["true_front_in_box"] >= 1 and device["true_hypervolume"] > 0
     assert 0 < device["latency_bound_ms"] < device["reference"]["latency_ms"]
+    assert set(device["test_oracle_ratio"]) == {"50", "300"}
+    assert 0 < device["test_oracle_ratio"]["50"] <= device["test_oracle_ratio"]["300"] <= 1.0
 
     runs = payload["runs"]
     assert {(r["method"], r["task"]) for r in runs} == {
@@ -102,4 +105,16 @@ def test_headroom_of_a_hand_computed_front():
         "summary": {"dev": {"constrained": {"local": {"300": {"median": 0.2}}, "tpe": {"300": {"median": 0.1}}},
                             "pareto": {"local": {"300": {"median": 0.95}}, "tpe": {"300": {"median": 0.99}}}}},
     }
-    assert bench.headroom_rows(payload) == [["dev", "0.090", "0.200", "0.950"]]
+    assert bench.headroom_rows(payload) == [["dev", "0.090", "0.200", "0.950", "- / -"]]  # no oracle recorded
+    payload["devices"]["dev"]["test_oracle_ratio"] = {"50": 0.98, "300": 0.999}
+    assert bench.headroom_rows(payload)[0][-1] == "0.980 / 0.999"
+
+
+def test_oracle_takes_pareto_layers_accurate_end_first():
+    # (test accuracy %, ms): a, b, d are the first layer (a most accurate); c is dominated by a
+    # (less accurate and slower), so it comes after the whole first layer.
+    bench = _load_script()
+    table = {"test_accuracy": np.array([90.0, 88.0, 89.0, 87.0]), "latency_ms": np.array([2.0, 1.0, 3.0, 0.5])}
+    assert bench.oracle_order_by_test_accuracy(table, 4).tolist() == [0, 1, 3, 2]
+    assert bench.oracle_order_by_test_accuracy(table, 2).tolist() == [0, 1]
+    assert bench.oracle_order_by_test_accuracy(table, 9).tolist() == [0, 1, 3, 2]  # fewer rows than asked
