@@ -357,7 +357,11 @@ def test_cli_profiles_one_resolution_and_validates(cli_run, capsys):
     assert table.device["backend"] == jax.default_backend() and table.device["batch_size"] == 1
     # Two blocks (strided SE block, residual block) x 2 kernels x 2 expands, each measured once.
     assert table.device["distinct_measurements"] >= 8 and table.device["input_sizes"] == [8]
-    assert (table.table[0] >= 0).all() and table.table[0].sum() > 0 and table.fixed[0] > 0
+    # Every entry measured (finite) and >= 0. Not "> 0": at 8 px a micro block runs in microseconds,
+    # about the per-call overhead the chain correction subtracts, so on a loaded machine every entry
+    # may clip to 0 (seen in CI under load). The correction's arithmetic is checked with fixed
+    # timings in `test_table_from_raw_puts_the_boundary_into_fixed_once`.
+    assert np.isfinite(table.table[0]).all() and (table.table[0] >= 0).all() and table.fixed[0] > 0
     assert np.isnan(table.table[1]).all()
     (row,) = payload["rows"]
     arch = space.from_public(row["arch"])
