@@ -946,8 +946,8 @@ def write_markdown(payload: dict, path: Path) -> None:
                   "bound, and the best median ratio of ours at 300. Last, a test-accuracy oracle: the first "
                   f"{' and '.join(map(str, ORACLE_CELLS))} cells by Pareto layer of (test accuracy, latency), "
                   "scored as everything else on validation accuracy. Test accuracy comes from the same trained "
-                  "networks, measured on other images, so this is what a searcher whose predictor were that good "
-                  "would reach with no search at all (`oracle_ratios`).", "",
+                  "networks, measured on other images, so this is what a searcher would reach by evaluating only "
+                  "the cells a predictor that good ranks first (`oracle_ratios`).", "",
                   markdown_table(["device", "mean gap allowed at 0.97 (points)", "best constrained regret @300 "
                                   "(points)", "best ratio @300",
                                   f"test-accuracy oracle, first {' / '.join(map(str, ORACLE_CELLS))} cells"],
