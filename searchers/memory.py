@@ -85,7 +85,7 @@ def seen_contains(seen: Seen, keys: Int[Array, "n"]) -> Bool[Array, "n"]:
     """Whether each key is in the memory."""
     if seen.keys.dtype == jnp.bool_:
         return seen.keys[keys]
-    return jnp.any(keys[:, None] == seen.keys[None, :], axis=1)
+    return keys_in(keys, seen.keys)
 
 
 def earlier_duplicate(keys: Int[Array, "n"]) -> Bool[Array, "n"]:

@@ -131,7 +131,6 @@ def test_reinforce_several_objectives_rewards_dominance_and_never_repeats():
     assert all_finite(state.params)
 
 
-
 @pytest.mark.parametrize("num_objectives, step", [(1, 0.15), (2, 0.3)])
 def test_reinforce_default_step_is_larger_with_the_dominance_reward(num_objectives, step):
     # Adam's first step moves every parameter with a nonzero gradient by the learning rate, so
@@ -143,6 +142,7 @@ def test_reinforce_default_step_is_larger_with_the_dominance_reward(num_objectiv
     told = searcher.tell(state, archs, objectives)
     moved = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), told.params, state.params)
     assert max(float(v) for v in jax.tree.leaves(moved)) == pytest.approx(step, rel=1e-3)
+
 
 # ------------------------------------------------------------------ GP and EI
 def test_kernel_is_weighted_hamming():
