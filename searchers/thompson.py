@@ -15,7 +15,18 @@ decisions of 9 choices, 18,711 pairs) only the one-hot choices are used. The pri
 
     A = Phi^T Phi + alpha I,   mean  mu = A^-1 Phi^T y,   covariance  s^2 A^-1,
 
-and `s^2` is the residual variance at `mu` (at least `min_noise`). The targets `y` are each
+and `s^2` is the residual variance at `mu` (at least `min_noise`).
+
+Two views of a cell. Where the space defines a functional form coarser than its canonical
+one (`SearchSpace.functional_form`: on NAS-Bench-201, idle edges set to `none` and
+interchangeable nodes ordered), each objective is fitted both on the cells as built and on
+their functional forms, and each `ask` uses, per objective, the view with the smaller
+leave-one-out error over the told rows. Accuracy depends on what the cell computes, so its
+evidence pools over the cells that compute the same thing; a device runs the idle ops, so
+latency is better fitted on the cell as built. Offline, fitted on 300 random cells, the
+Spearman correlation of the predicted with the true validation accuracy among the 1,000 most
+accurate cells rises from 0.30 to 0.42 in the functional view, while the latency ranking on
+the Pixel 3 falls from 0.87 to 0.82; cross-validation picks those views from about 50 rows. The targets `y` are each
 objective's normal scores over the told rows, `Phi^-1((rank + 1/2) / n)`: a rank transform
 makes the fit indifferent to the 10%-accuracy cells of NAS-Bench-201 and to units, and
 dominance is unchanged by it. Infeasible rows (`+inf`) are fitted at the worst feasible score,
@@ -84,7 +95,7 @@ class ThompsonState(NamedTuple):
     """The told rows and the Gram matrix of their features (fixed shapes, checkpointable)."""
 
     archive: Archive  # every told architecture, its objectives and keys
-    gram: Float[Array, "p p"]  # Phi^T Phi over the archive's rows, updated by `tell`
+    gram: Float[Array, "v p p"]  # Phi^T Phi over the archive's rows in each view, updated by `tell`
 
 
 class FeatureMap:
@@ -159,6 +170,26 @@ def linear_posterior(phi: Float[Array, "n p"], gram: Float[Array, "p p"], y: Flo
     return LinearPosterior(mean, chol, noise)
 
 
+def leave_one_out_error(phi: Float[Array, "n p"], post: LinearPosterior, y: Float[Array, "n m"],
+                        filled: Bool[Array, "n"]) -> Float[Array, "m"]:
+    """Sum over the filled rows of each objective's squared leave-one-out residual at the
+    posterior mean, `sum_i ((y_i - phi_i mu) / (1 - h_i))^2` with `h_i = phi_i^T A^-1 phi_i` (the
+    ridge regression identity; Allen, Technometrics 1974), in one triangular solve."""
+    phi = jnp.where(filled[:, None], phi, 0.0)
+    leverage = jnp.sum(jsl.solve_triangular(post.chol, phi.T, lower=True) ** 2, axis=0)
+    residual = (y - phi @ post.mean) / (1.0 - leverage)[:, None]
+    return jnp.sum(jnp.where(filled[:, None], residual, 0.0) ** 2, axis=0)
+
+
+def fit_views(phis: Float[Array, "v n p"], grams: Float[Array, "v p p"], y: Float[Array, "n m"],
+              filled: Bool[Array, "n"], alpha: float, min_noise: float) -> tuple[list[LinearPosterior], Int[Array, "m"]]:
+    """The posterior of every objective in each view of the rows, and for each objective the view
+    with the smallest leave-one-out error (type of model chosen by cross-validation, per objective)."""
+    posts = [linear_posterior(phi, gram, y, filled, alpha, min_noise) for phi, gram in zip(phis, grams)]
+    errors = jnp.stack([leave_one_out_error(phi, post, y, filled) for phi, post in zip(phis, posts)])
+    return posts, jnp.argmin(errors, axis=0)
+
+
 def posterior_draw(key: PRNGKeyArray, post: LinearPosterior) -> Float[Array, "p m"]:
     """One weight vector per objective from the posterior: `mean + sqrt(noise) L^-T z`."""
     z = jax.random.normal(key, post.mean.shape, post.mean.dtype)
@@ -197,6 +228,7 @@ def make(
     num_initial: int = 10,
     capacity: int = 2048,
     mutation_share: float = 0.75,
+    functional_view: bool | None = None,
 ) -> Searcher:
     """A Thompson-sampling searcher over `space` (module docstring); jitted `ask`/`tell`.
 
@@ -204,7 +236,9 @@ def make(
     scored per draw; `alpha` the prior precision; `min_noise` the smallest noise variance;
     `pairs` whether to use pair features (default: when the features number at most
     `max_features`); `num_initial` uniform draws first; `capacity` rows of memory (>= the budget);
-    `mutation_share` the fraction of the pool that mutates the front (the rest: uniform draws).
+    `mutation_share` the fraction of the pool that mutates the front (the rest: uniform draws);
+    `functional_view` whether each objective may be fitted on `space.functional_form` instead
+    (default: when the space defines one finer than `canonical`).
     """
     if num_objectives < 1:
         raise ValueError(f"num_objectives must be >= 1, got {num_objectives}")
@@ -216,6 +250,10 @@ def make(
     cards = np.asarray(space.cardinalities)
     with_pairs = FeatureMap.size_of(cards, True) <= max_features if pairs is None else bool(pairs)
     features = FeatureMap(cards, with_pairs)
+    if functional_view is None:
+        functional_view = type(space).functional_form is not SearchSpace.functional_form
+    # The views of an architecture the model may be fitted on: as built, and its functional form.
+    views = (lambda a: a, space.functional_form) if functional_view else (lambda a: a,)
     d, m, q, cap = space.num_decisions, num_objectives, batch_size, capacity
     num_mutants = min(max(int(round(pool_size * mutation_share)), 1), pool_size - 1)  # the rest: uniform
     if pool_size - num_mutants < batch_size:  # the initial design takes the uniform rows
@@ -252,7 +290,7 @@ def make(
 
     def init(key: PRNGKeyArray) -> ThompsonState:
         del key  # the initial design is drawn by `ask`
-        return ThompsonState(archive_init(cap, d, m), jnp.zeros((features.size, features.size), jnp.float32))
+        return ThompsonState(archive_init(cap, d, m), jnp.zeros((len(views), features.size, features.size), jnp.float32))
 
     def ask(state: ThompsonState, key: PRNGKeyArray) -> tuple[Int[Array, "n d"], ThompsonState]:
         k_pool, k_draw, k_value = jax.random.split(key, 3)
@@ -269,11 +307,14 @@ def make(
         pool = candidate_pool(k_pool, told.archs[first], on_front.sum())
         keys = arch_keys(space, pool)
         fresh = ~(earlier_duplicate(keys) | keys_in(keys, told.keys))
-        post = linear_posterior(features(told.archs), state.gram, scores, filled, alpha, min_noise)
-        phi_pool = features(pool)
+        told_phis = jnp.stack([features(jnp.asarray(view(told.archs), jnp.int32)) for view in views])
+        posts, view_of = fit_views(told_phis, state.gram, scores, filled, alpha, min_noise)
+        pool_phis = [features(jnp.asarray(view(pool), jnp.int32)) for view in views]
 
         def pick(t, chosen):
-            pred = phi_pool @ posterior_draw(jax.random.fold_in(k_draw, t), post)
+            k = jax.random.fold_in(k_draw, t)
+            preds = jnp.stack([phi @ posterior_draw(k, post) for phi, post in zip(pool_phis, posts)])
+            pred = jnp.take_along_axis(preds, view_of[None, None, :], axis=0)[0]
             gain = value(jax.random.fold_in(k_value, t), front, in_front, worst, pred)
             taken = jnp.any(jnp.arange(pool.shape[0])[:, None] == chosen[None, :], axis=1)
             return chosen.at[t].set(jnp.argmax(jnp.where(fresh & ~taken, gain, -jnp.inf)))
@@ -288,8 +329,9 @@ def make(
         archive = archive_add(space, state.archive, archs, objectives, "thompson")
         # The rows just appended are [old count, new count): add their outer products to the Gram.
         rows = state.archive.count + jnp.arange(archs.shape[0])
-        added = features(archive.archs[jnp.minimum(rows, cap - 1)]) * (rows < archive.count)[:, None]
-        return ThompsonState(archive, state.gram + added.T @ added)
+        added = archive.archs[jnp.minimum(rows, cap - 1)]
+        phis = [features(jnp.asarray(view(added), jnp.int32)) * (rows < archive.count)[:, None] for view in views]
+        return ThompsonState(archive, state.gram + jnp.stack([phi.T @ phi for phi in phis]))
 
     return Searcher(name="thompson", init=jax.jit(init), ask=jax.jit(ask), tell=jax.jit(tell), batch_size=q,
                     num_objectives=m)

@@ -60,6 +60,36 @@ def test_linear_posterior_is_ridge_regression_and_draws_have_its_covariance():
     np.testing.assert_allclose(np.cov(draws[:, :, 0].T), cov, atol=0.05 * np.abs(cov).max())
 
 
+def test_leave_one_out_error_equals_refitting_without_each_row():
+    rng = np.random.default_rng(2)
+    phi = rng.normal(size=(9, 4)).astype(np.float32)
+    y = rng.normal(size=(9, 2)).astype(np.float32)
+    filled = np.arange(9) < 7
+    post = thompson.linear_posterior(jnp.asarray(phi), jnp.asarray(phi[:7].T @ phi[:7]), jnp.asarray(y),
+                                     jnp.asarray(filled), alpha=0.5, min_noise=1e-3)
+    error = np.asarray(thompson.leave_one_out_error(jnp.asarray(phi), post, jnp.asarray(y), jnp.asarray(filled)))
+    expected = np.zeros(2)
+    for i in range(7):
+        rest = [k for k in range(7) if k != i]
+        w = np.linalg.solve(phi[rest].T @ phi[rest] + 0.5 * np.eye(4), phi[rest].T @ y[rest])
+        expected += (y[i] - phi[i] @ w) ** 2
+    np.testing.assert_allclose(error, expected, rtol=1e-3)
+
+
+def test_each_objective_is_fitted_in_the_view_that_predicts_it():
+    # Objective 0 depends on the functional form only (like accuracy), objective 1 on the cell as
+    # built (like a latency that pays for idle ops); cross-validation tells the views apart.
+    rng = np.random.default_rng(3)
+    archs = jnp.asarray(NB201.sample(jax.random.key(3), 200), jnp.int32)
+    fmap = thompson.FeatureMap(NB201.cardinalities, True)
+    phis = jnp.stack([fmap(archs), fmap(NB201.functional_form(archs))])
+    y = jnp.stack([phis[1] @ rng.normal(size=406), phis[0] @ rng.normal(size=406)], axis=1).astype(jnp.float32)
+    filled = jnp.ones(200, bool)
+    grams = jnp.einsum("vnp,vnq->vpq", phis, phis)
+    _, view_of = thompson.fit_views(phis, grams, y, filled, alpha=1.0, min_noise=1e-3)
+    assert np.asarray(view_of).tolist() == [1, 0]
+
+
 def test_hypervolume_improvement_matches_the_difference_of_hypervolumes():
     rng = np.random.default_rng(1)
     ref = np.array([1.1, 1.2], np.float32)
@@ -112,8 +142,15 @@ def test_tell_keeps_a_repeat_once_and_the_gram_matrix_of_what_it_kept():
     state = searcher.tell(state, jnp.array([[2, 2, 2, 2, 2, 2], [3, 3, 3, 3, 3, 3]], jnp.int32), jnp.ones((2, 2)))
     kept = np.asarray(state.archive.archs)
     assert int(state.archive.count) == 3 and kept[:3].tolist() == [[1] * 6, [0, 1, 2, 3, 4, 0], [2] * 6]
-    phi = np.asarray(thompson.FeatureMap(NB201.cardinalities, True)(jnp.asarray(kept)))
-    np.testing.assert_allclose(np.asarray(state.gram), phi.T @ phi)  # capacity 3: [3]*6 was dropped
+    fmap = thompson.FeatureMap(NB201.cardinalities, True)
+    phi = np.asarray(fmap(jnp.asarray(kept)))
+    np.testing.assert_allclose(np.asarray(state.gram[0]), phi.T @ phi)  # capacity 3: [3]*6 was dropped
+    # The functional view: in [0, 1, 2, 3, 4, 0] node 1 gets no input and node 2 reaches no output,
+    # so only edge 3<-0 (conv 3x3) is live.
+    functional = kept.copy()
+    functional[1] = [0, 0, 0, 3, 0, 0]
+    phi = np.asarray(fmap(jnp.asarray(functional)))
+    np.testing.assert_allclose(np.asarray(state.gram[1]), phi.T @ phi)
     with pytest.raises(ValueError, match="thompson.tell needs archs"):
         searcher.tell(state, archs, jnp.zeros((3, 3)))
     with pytest.raises(ValueError, match="pool_size >= 2"):
@@ -127,8 +164,10 @@ def test_tell_keeps_a_repeat_once_and_the_gram_matrix_of_what_it_kept():
 def test_pair_features_are_dropped_past_max_features():
     fbnet = get_space("fbnet")
     state = thompson.make(fbnet).init(jax.random.key(0))
-    assert state.gram.shape == (1 + 22 * 9,) * 2  # FBNet's 18,711 pairs exceed the default 4096
-    assert thompson.make(NB201).init(jax.random.key(0)).gram.shape == (406, 406)
+    assert state.gram.shape == (1,) + (1 + 22 * 9,) * 2  # FBNet's 18,711 pairs exceed the default 4096
+    # NAS-Bench-201 has a functional form finer than its canonical one: two views.
+    assert thompson.make(NB201).init(jax.random.key(0)).gram.shape == (2, 406, 406)
+    assert thompson.make(NB201, functional_view=False).init(jax.random.key(0)).gram.shape == (1, 406, 406)
 
 
 @pytest.mark.parametrize("space_name", SPACE_NAMES)

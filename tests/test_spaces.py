@@ -102,6 +102,61 @@ def test_ofa_canonical_form_ignores_blocks_beyond_depth():
     assert not np.array_equal(space.canonical(deeper[None]), space.canonical(a[None]))
 
 
+def test_nasbench201_functional_form_drops_idle_edges_and_orders_interchangeable_nodes():
+    space = get_space("nasbench201")
+
+    def form(arch_str):
+        return space.to_public(np.asarray(space.functional_form(space.from_public(arch_str)[None]))[0])
+
+    # Node 1 receives nothing: its outgoing edges are idle.
+    assert form("|none~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|") == \
+        "|none~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
+    # Nodes 1 and 2 reach no output: their incoming edges are idle.
+    assert form("|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|skip_connect~0|none~1|none~2|") == \
+        "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
+    # Without edge 2<-1, nodes 1 and 2 trade places: (skip, conv 1x1) sorts before (conv 3x3, pool).
+    mirrored = "|skip_connect~0|+|nor_conv_3x3~0|none~1|+|none~0|nor_conv_1x1~1|avg_pool_3x3~2|"
+    assert form("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|") == mirrored
+    assert form(mirrored) == mirrored
+    # A cell with every edge live is its own form, and any change to it changes the form.
+    live = np.full((1, 6), 3, np.int32)
+    changed = np.repeat(live, 6, axis=0)
+    changed[np.arange(6), np.arange(6)] = 2
+    assert np.array_equal(space.functional_form(live), live)
+    assert len({tuple(a) for a in np.asarray(space.functional_form(changed))}) == 6
+
+
+def test_nasbench201_cells_with_one_functional_form_compute_one_function():
+    # Every cell computed at once with one fixed function per op (f(0) = 0, as `none` and the
+    # ReLU-conv ops on a zero input); cells sharing a form must agree to rounding.
+    space = get_space("nasbench201")
+    cells = space.enumerate()
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(3, 8, 8))
+    ops = [lambda x: 0.0 * x, lambda x: x] + [lambda x, w=w: np.tanh(x @ w) for w in weights]
+
+    def edge(k, source):
+        return sum(np.where((cells[:, k] == o)[:, None], op(source), 0.0) for o, op in enumerate(ops))
+
+    node0 = np.broadcast_to(rng.normal(size=8), (len(cells), 8))
+    node1 = edge(0, node0)
+    node2 = edge(1, node0) + edge(2, node1)
+    output = edge(3, node0) + edge(4, node1) + edge(5, node2)
+    forms = np.asarray(space.functional_form(cells)) @ (5 ** np.arange(6))
+    order = np.argsort(forms, kind="stable")
+    first = np.searchsorted(forms[order], forms)  # the first cell of each cell's form
+    np.testing.assert_allclose(output, output[order][first], atol=1e-12)
+    assert len(np.unique(forms)) == 8765  # the count in the docstring
+    np.testing.assert_array_equal(space.functional_form(space.functional_form(cells)), space.functional_form(cells))
+
+
+@pytest.mark.parametrize("name", ["fbnet", "ofa_mbv3"])
+def test_functional_form_defaults_to_the_canonical_form(name):
+    space = get_space(name)
+    archs = space.sample(jax.random.key(0), 16)
+    np.testing.assert_array_equal(space.functional_form(archs), space.canonical(archs))
+
+
 # ------------------------------------------------------------------ sizes
 def test_sizes_are_exact_integers():
     assert get_space("nasbench201").size == 5**6 == 15625

@@ -82,6 +82,16 @@ class SearchSpace:
         """
         return archs
 
+    def functional_form(self, archs: Int[Array, "n d"]) -> Int[Array, "n d"]:
+        """Representative of the architectures that compute the same function (`canonical` by default).
+
+        Coarser than `canonical`: two vectors with equal functional forms are the same network up
+        to choices that carry no signal to the output, so a model of *accuracy* may pool them,
+        while a device may still run the idle operations and so measure different *costs*
+        (HW-NAS-Bench times each NAS-Bench-201 cell as built). Spaces where that happens override it.
+        """
+        return self.canonical(archs)
+
     @property
     def size(self) -> int:
         """Exact number of distinct networks (a Python int; may exceed 2**64)."""

@@ -19,6 +19,7 @@ import itertools
 import random
 import re
 
+import jax.numpy as jnp
 import numpy as np
 
 from supernet.spaces.base import Decision, SearchSpace
@@ -57,6 +58,9 @@ def arch_str_table() -> dict[str, tuple[int, ...]]:
     return table
 
 
+# Nodes 1 and 2 trade places by permuting the edges (1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2).
+_SWAP_NODES_1_2 = np.array([1, 0, 2, 3, 5, 4], np.int32)
+
 _WEIGHTS = np.array([len(OPS) ** (len(EDGES) - 1 - i) for i in range(len(EDGES))], np.int64)
 
 
@@ -70,6 +74,30 @@ class NASBench201Space(SearchSpace):
 
     def config(self):
         return {"ops": list(OPS), "edges": [list(e) for e in EDGES]}
+
+    def functional_form(self, archs):
+        """Each cell with its idle edges set to `none` and, where they are interchangeable, nodes 1
+        and 2 in a fixed order.
+
+        An edge is idle when its source node receives nothing from the input (every path into
+        it has a `none`) or its target node sends nothing to the output; its op then cannot
+        change the cell's output (up to a constant that a batch-norm bias could learn). When
+        edge 2<-1 is `none`, nodes 1 and 2 are symmetric: the form puts the node with the
+        smaller `(op from 0, op to 3)` first. 15,625 cells have 8,765 functional forms. Dong &
+        Yang count 6,466 unique cells with a further isomorphism test; these two rules are the
+        exact, local ones.
+        """
+        a = jnp.asarray(archs, jnp.int32)
+        on = a != 0
+        fed_1 = on[:, 0]  # node 1 receives the input
+        fed_2 = on[:, 1] | (on[:, 2] & fed_1)
+        feeds_2 = on[:, 5]  # node 2 reaches the output
+        feeds_1 = on[:, 4] | (on[:, 2] & feeds_2)
+        live = jnp.stack([feeds_1, feeds_2, fed_1 & feeds_2, jnp.ones_like(fed_1), fed_1, fed_2], axis=1)
+        a = jnp.where(live, a, 0)
+        num_ops = len(OPS)
+        swap = (a[:, 2] == 0) & (a[:, 0] * num_ops + a[:, 4] > a[:, 1] * num_ops + a[:, 5])
+        return jnp.where(swap[:, None], a[:, _SWAP_NODES_1_2], a)
 
     # ---------------------------------------------------------------- arch_str
     def to_public(self, arch) -> str:
