@@ -170,23 +170,25 @@ def linear_posterior(phi: Float[Array, "n p"], gram: Float[Array, "p p"], y: Flo
     return LinearPosterior(mean, chol, noise)
 
 
-def leave_one_out_error(phi: Float[Array, "n p"], post: LinearPosterior, y: Float[Array, "n m"],
+def leave_one_out_error(columns: Int[Array, "n k"], post: LinearPosterior, y: Float[Array, "n m"],
                         filled: Bool[Array, "n"]) -> Float[Array, "m"]:
     """Sum over the filled rows of each objective's squared leave-one-out residual at the
     posterior mean, `sum_i ((y_i - phi_i mu) / (1 - h_i))^2` with `h_i = phi_i^T A^-1 phi_i` (the
-    ridge regression identity; Allen, Technometrics 1974), in one triangular solve."""
-    phi = jnp.where(filled[:, None], phi, 0.0)
-    leverage = jnp.sum(jsl.solve_triangular(post.chol, phi.T, lower=True) ** 2, axis=0)
-    residual = (y - phi @ post.mean) / (1.0 - leverage)[:, None]
+    ridge regression identity; Allen, Technometrics 1974). `phi_i` is 0/1 with its ones at
+    `columns[i]`, so `phi_i mu` and `h_i` are sums of gathered entries of `mu` and `A^-1`."""
+    inverse = jsl.cho_solve((post.chol, True), jnp.eye(post.chol.shape[0], dtype=post.chol.dtype))
+    leverage = jnp.sum(inverse[columns[:, :, None], columns[:, None, :]], axis=(1, 2))
+    residual = (y - jnp.sum(post.mean[columns], axis=1)) / (1.0 - leverage)[:, None]
     return jnp.sum(jnp.where(filled[:, None], residual, 0.0) ** 2, axis=0)
 
 
-def fit_views(phis: Float[Array, "v n p"], grams: Float[Array, "v p p"], y: Float[Array, "n m"],
+def fit_views(features: FeatureMap, views: Int[Array, "v n d"], grams: Float[Array, "v p p"], y: Float[Array, "n m"],
               filled: Bool[Array, "n"], alpha: float, min_noise: float) -> tuple[list[LinearPosterior], Int[Array, "m"]]:
-    """The posterior of every objective in each view of the rows, and for each objective the view
-    with the smallest leave-one-out error (type of model chosen by cross-validation, per objective)."""
-    posts = [linear_posterior(phi, gram, y, filled, alpha, min_noise) for phi, gram in zip(phis, grams)]
-    errors = jnp.stack([leave_one_out_error(phi, post, y, filled) for phi, post in zip(phis, posts)])
+    """The posterior of every objective in each view of the rows (`views[v]`: the rows as the
+    v-th view sees them), and for each objective the view with the smallest leave-one-out error
+    (the model chosen by cross-validation, per objective)."""
+    posts = [linear_posterior(features(rows), gram, y, filled, alpha, min_noise) for rows, gram in zip(views, grams)]
+    errors = jnp.stack([leave_one_out_error(features.columns(rows), post, y, filled) for rows, post in zip(views, posts)])
     return posts, jnp.argmin(errors, axis=0)
 
 
@@ -307,8 +309,8 @@ def make(
         pool = candidate_pool(k_pool, told.archs[first], on_front.sum())
         keys = arch_keys(space, pool)
         fresh = ~(earlier_duplicate(keys) | keys_in(keys, told.keys))
-        told_phis = jnp.stack([features(jnp.asarray(view(told.archs), jnp.int32)) for view in views])
-        posts, view_of = fit_views(told_phis, state.gram, scores, filled, alpha, min_noise)
+        told_views = jnp.stack([jnp.asarray(view(told.archs), jnp.int32) for view in views])
+        posts, view_of = fit_views(features, told_views, state.gram, scores, filled, alpha, min_noise)
         pool_phis = [features(jnp.asarray(view(pool), jnp.int32)) for view in views]
 
         def pick(t, chosen):

@@ -61,17 +61,18 @@ def test_linear_posterior_is_ridge_regression_and_draws_have_its_covariance():
 
 
 def test_leave_one_out_error_equals_refitting_without_each_row():
-    rng = np.random.default_rng(2)
-    phi = rng.normal(size=(9, 4)).astype(np.float32)
-    y = rng.normal(size=(9, 2)).astype(np.float32)
-    filled = np.arange(9) < 7
-    post = thompson.linear_posterior(jnp.asarray(phi), jnp.asarray(phi[:7].T @ phi[:7]), jnp.asarray(y),
-                                     jnp.asarray(filled), alpha=0.5, min_noise=1e-3)
-    error = np.asarray(thompson.leave_one_out_error(jnp.asarray(phi), post, jnp.asarray(y), jnp.asarray(filled)))
+    fmap = thompson.FeatureMap([3, 2, 2], pairs=True)
+    archs = jnp.asarray(np.random.default_rng(2).integers(0, 2, size=(9, 3)), jnp.int32)
+    phi = np.asarray(fmap(archs), np.float64)
+    y = np.random.default_rng(3).normal(size=(9, 2)).astype(np.float32)
+    filled = np.arange(9) < 7  # the last two rows are padding
+    post = thompson.linear_posterior(jnp.asarray(phi, jnp.float32), jnp.asarray(phi[:7].T @ phi[:7], jnp.float32),
+                                     jnp.asarray(y), jnp.asarray(filled), alpha=0.5, min_noise=1e-3)
+    error = np.asarray(thompson.leave_one_out_error(fmap.columns(archs), post, jnp.asarray(y), jnp.asarray(filled)))
     expected = np.zeros(2)
     for i in range(7):
         rest = [k for k in range(7) if k != i]
-        w = np.linalg.solve(phi[rest].T @ phi[rest] + 0.5 * np.eye(4), phi[rest].T @ y[rest])
+        w = np.linalg.solve(phi[rest].T @ phi[rest] + 0.5 * np.eye(phi.shape[1]), phi[rest].T @ y[rest])
         expected += (y[i] - phi[i] @ w) ** 2
     np.testing.assert_allclose(error, expected, rtol=1e-3)
 
@@ -82,11 +83,11 @@ def test_each_objective_is_fitted_in_the_view_that_predicts_it():
     rng = np.random.default_rng(3)
     archs = jnp.asarray(NB201.sample(jax.random.key(3), 200), jnp.int32)
     fmap = thompson.FeatureMap(NB201.cardinalities, True)
-    phis = jnp.stack([fmap(archs), fmap(NB201.functional_form(archs))])
+    views = jnp.stack([archs, jnp.asarray(NB201.functional_form(archs), jnp.int32)])
+    phis = jax.vmap(fmap)(views)
     y = jnp.stack([phis[1] @ rng.normal(size=406), phis[0] @ rng.normal(size=406)], axis=1).astype(jnp.float32)
-    filled = jnp.ones(200, bool)
     grams = jnp.einsum("vnp,vnq->vpq", phis, phis)
-    _, view_of = thompson.fit_views(phis, grams, y, filled, alpha=1.0, min_noise=1e-3)
+    _, view_of = thompson.fit_views(fmap, views, grams, y, jnp.ones(200, bool), alpha=1.0, min_noise=1e-3)
     assert np.asarray(view_of).tolist() == [1, 0]
 
 
