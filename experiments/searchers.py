@@ -896,10 +896,19 @@ def headroom_rows(payload: dict) -> list[list[str]]:
     return rows
 
 
+def resumed_note(payload: dict) -> str:
+    """How many units came from the units file of an earlier run (`--resume`), for the date line."""
+    resumed, total = payload.get("resumed_units", (0, 0))
+    if not resumed:
+        return ""
+    return (f" ({resumed} of {total} units resumed from `{RESULTS_NAME}_units.jsonl` of an earlier run; "
+            "the method wall times below include their earlier seconds)")
+
+
 def write_markdown(payload: dict, path: Path) -> None:
     lines = ["# Searchers on NAS-Bench-201: hypervolume ratio and constrained regret", "",
              "Produced by:", "", "```", payload["command"], "```", "",
-             f"{payload['date']}, {payload['machine']}, wall time {payload['wall_s'] / 60:.1f} min. "
+             f"{payload['date']}, {payload['machine']}, wall time {payload['wall_s'] / 60:.1f} min{resumed_note(payload)}. "
              f"Versions: {', '.join(f'{k} {v}' for k, v in payload['versions'].items())}.", ""]
     lines += [f"- {x}" for x in notes_lines(payload)]
     lines += ["", "## Expectations (from the issue; benchmarks, not tests)", ""]
@@ -1176,6 +1185,7 @@ def main(argv: list[str] | None = None) -> int:
                 if b_run:
                     units.append((dev_name, i, task, min(args.seeds, limit.seeds or args.seeds), b_run))
     runs: list[dict] = []
+    total_units = len(units)
     method_seconds: dict[str, float] = {m.label: 0.0 for m in methods}
     log = None  # every finished unit is appended here, so an interrupted run can --resume
     if args.out:
@@ -1255,6 +1265,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "devices": {name: d.describe() for name, d in devices.items()},
         "skipped_peers": skipped,
+        "resumed_units": [total_units - len(units), total_units],
         "summary": summary,
         "checks": checks,
         "speed": speed,

@@ -78,6 +78,27 @@ def test_speed_only_retimes_a_finished_run_and_keeps_its_searches(tmp_path):
     assert (tmp_path / "searchers.md").read_text() == md
 
 
+def test_resume_reuses_finished_units_says_so_and_changes_no_result(tmp_path):
+    bench = _load_script()
+    args = ["--data", str(SHARED_DATA), "--out", str(tmp_path), "--devices", "raspi4", "--budgets", "10", "--seeds",
+            "1", "--searchers", "random,evolution", "--peers", "none", "--tasks", "pareto", "--no-speed"]
+    assert bench.main(args) == 0
+    first = json.loads((tmp_path / "searchers.json").read_text())
+    assert first["resumed_units"] == [0, 2] and "resumed" not in (tmp_path / "searchers.md").read_text()
+    units = tmp_path / "searchers_units.jsonl"
+    units.write_text(units.read_text().splitlines()[0] + "\n")  # as if stopped after the first unit
+    assert bench.main(args + ["--resume"]) == 0
+    resumed = json.loads((tmp_path / "searchers.json").read_text())
+    assert resumed["resumed_units"] == [1, 2]
+
+    def without_timing(runs):
+        return [{k: v for k, v in run.items() if k != "seconds"} for run in runs]
+    assert without_timing(resumed["runs"]) == without_timing(first["runs"])
+    assert resumed["runs"][0] == first["runs"][0]  # the resumed unit, timing included
+    assert "(1 of 2 units resumed from `searchers_units.jsonl` of an earlier run" in (tmp_path / "searchers.md").read_text()
+    assert len(units.read_text().splitlines()) == 2  # the unit run again was appended
+
+
 def test_speed_lines_cover_searches_old_single_runs_and_bo_asks():
     bench = _load_script()
     searches = {"value": 12000.0, "samples": [1.0] * 5, "evaluations": 1000, "device": "raspi4"}
