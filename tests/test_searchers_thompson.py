@@ -87,8 +87,12 @@ def test_each_objective_is_fitted_in_the_view_that_predicts_it():
     phis = jax.vmap(fmap)(views)
     y = jnp.stack([phis[1] @ rng.normal(size=406), phis[0] @ rng.normal(size=406)], axis=1).astype(jnp.float32)
     grams = jnp.einsum("vnp,vnq->vpq", phis, phis)
-    _, view_of = thompson.fit_views(fmap, views, grams, y, jnp.ones(200, bool), alpha=1.0, min_noise=1e-3)
+    filled = jnp.ones(200, bool)
+    _, view_of = thompson.fit_views(fmap, views, grams, y, filled, filled, alpha=1.0, min_noise=1e-3)
     assert np.asarray(view_of).tolist() == [1, 0]
+    # One infeasible row: a constraint on a cost is mixed in, so both stay in the view as built.
+    _, view_of = thompson.fit_views(fmap, views, grams, y, filled, filled.at[7].set(False), alpha=1.0, min_noise=1e-3)
+    assert np.asarray(view_of).tolist() == [0, 0]
 
 
 def test_hypervolume_improvement_matches_the_difference_of_hypervolumes():
