@@ -59,7 +59,8 @@ best of our searchers at every budget (TPE: 0.838 / 0.924 / 0.976 / 0.993). Its 
 is the Pixel 3, 0.955 at 300: given the table's exact latencies in place of its latency model
 (an oracle, seeds 10-19) it reaches 0.984 there, and the Pixel 3's latencies are noisy (the
 125 cells whose only live edge is one 3x3 conv from the input run the same graph, as TFLite
-drops the ops that reach no output, and measure 7.95 ms with a standard deviation of 0.59 ms).
+drops the ops that reach no output, and measure a median of 7.96 ms, but 36% of them more than
+10% away from it, from 5.8 to 16.3 ms).
 With one objective (the benchmark's constrained task) it is not better than TPE at small
 budgets: median regret 1.20 / 0.95 / 0.43 points at 50 / 100 / 300 (TPE 1.12 / 0.87 / 0.47).
 Chosen on seeds 10-19, not on the reporting seeds 0-9: the pool's mutation share, 3/4 (1/2
