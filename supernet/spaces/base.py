@@ -88,7 +88,8 @@ class SearchSpace:
         Coarser than `canonical`: two vectors with equal functional forms are the same network up
         to choices that carry no signal to the output, so a model of *accuracy* may pool them,
         while a device may still run the idle operations and so measure different *costs*
-        (HW-NAS-Bench times each NAS-Bench-201 cell as built). Spaces where that happens override it.
+        (HW-NAS-Bench times each NAS-Bench-201 cell as built, and on most of its devices idle
+        convs add time). Spaces with such choices override it.
         """
         return self.canonical(archs)
 

@@ -84,8 +84,9 @@ class NASBench201Space(SearchSpace):
         change the cell's output (up to a constant that a batch-norm bias could learn). When
         edge 2<-1 is `none`, nodes 1 and 2 are symmetric: the form puts the node with the
         smaller `(op from 0, op to 3)` first. 15,625 cells have 8,765 functional forms. Dong &
-        Yang count 6,466 unique cells with a further isomorphism test; these two rules are the
-        exact, local ones.
+        Yang report 6,466 unique topologies after their own isomorphism test; the two rules here
+        are local and cheap, and a test checks on every cell that they never merge cells that
+        compute different functions.
         """
         a = jnp.asarray(archs, jnp.int32)
         on = a != 0
