@@ -12,7 +12,8 @@ Runbook:
 first, then the tables), `searchers_ratio.png` (median ratio vs budget, IQR shaded, one panel
 per device), `searchers_pareto.png` (true front and the fronts found at budget 300, seed 0) and
 `searchers_regret.png` (constrained regret vs budget), and `searchers_units.jsonl` as the run goes
-(one line per finished unit of work; `--resume` reuses them after an interruption). Without
+(one line per finished unit of work; `--resume` reuses them after an interruption, and the
+JSON's `resumed_units` and the markdown's date line say how many it reused). Without
 `--out` only stdout is written:
 the tables (or, with `--json`, one JSON object). Progress goes to stderr.
 
