@@ -274,6 +274,10 @@ def make(
         functional_view = type(space).functional_form is not SearchSpace.functional_form
     # The views of an architecture the model may be fitted on: as built, and its functional form.
     views = (lambda a: a, space.functional_form) if functional_view else (lambda a: a,)
+
+    def in_views(archs: Int[Array, "n d"]) -> Int[Array, "v n d"]:
+        """`archs` as each view sees them."""
+        return jnp.stack([jnp.asarray(view(archs), jnp.int32) for view in views])
     d, m, q, cap = space.num_decisions, num_objectives, batch_size, capacity
     num_mutants = min(max(int(round(pool_size * mutation_share)), 1), pool_size - 1)  # the rest: uniform
     if pool_size - num_mutants < batch_size:  # the initial design takes the uniform rows
@@ -327,9 +331,8 @@ def make(
         pool = candidate_pool(k_pool, told.archs[first], on_front.sum())
         keys = arch_keys(space, pool)
         fresh = ~(earlier_duplicate(keys) | keys_in(keys, told.keys))
-        told_views = jnp.stack([jnp.asarray(view(told.archs), jnp.int32) for view in views])
-        posts, view_of = fit_views(features, told_views, state.gram, scores, filled, feasible, alpha, min_noise)
-        pool_phis = [features(jnp.asarray(view(pool), jnp.int32)) for view in views]
+        posts, view_of = fit_views(features, in_views(told.archs), state.gram, scores, filled, feasible, alpha, min_noise)
+        pool_phis = [features(rows) for rows in in_views(pool)]
 
         def pick(t, chosen):
             k = jax.random.fold_in(k_draw, t)
@@ -350,7 +353,7 @@ def make(
         # The rows just appended are [old count, new count): add their outer products to the Gram.
         rows = state.archive.count + jnp.arange(archs.shape[0])
         added = archive.archs[jnp.minimum(rows, cap - 1)]
-        phis = [features(jnp.asarray(view(added), jnp.int32)) * (rows < archive.count)[:, None] for view in views]
+        phis = [features(view_rows) * (rows < archive.count)[:, None] for view_rows in in_views(added)]
         return ThompsonState(archive, state.gram + jnp.stack([phi.T @ phi for phi in phis]))
 
     return Searcher(name="thompson", init=jax.jit(init), ask=jax.jit(ask), tell=jax.jit(tell), batch_size=q,
