@@ -144,6 +144,18 @@ def test_reinforce_default_step_is_larger_with_the_dominance_reward(num_objectiv
     assert max(float(v) for v in jax.tree.leaves(moved)) == pytest.approx(step, rel=1e-3)
 
 
+@pytest.mark.parametrize("num_objectives, batch", [(1, 16), (2, 8), (3, 8)])
+def test_reinforce_default_batch_is_smaller_with_the_dominance_reward(num_objectives, batch):
+    # With several objectives, half the batch doubles the policy updates within a budget.
+    searcher = reinforce.make(NB201, num_objectives=num_objectives)
+    assert searcher.batch_size == batch
+    archs, _ = searcher.ask(searcher.init(jax.random.key(0)), jax.random.key(1))
+    assert archs.shape == (batch, NB201.num_decisions)
+    assert reinforce.make(NB201, num_objectives=num_objectives, batch_size=5).batch_size == 5
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        reinforce.make(NB201, num_objectives=num_objectives, batch_size=0)
+
+
 # ------------------------------------------------------------------ GP and EI
 def test_kernel_is_weighted_hamming():
     feature_decision = jnp.asarray(np.repeat(np.arange(6), NB201.cardinalities))
