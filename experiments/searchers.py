@@ -125,7 +125,7 @@ PARETO_MODES = {  # how each of ours handles the two objectives of the Pareto ta
     "nsga2": "pareto",
     "evolution": "pareto (random-weight Chebyshev tournaments)",
     "local": "pareto (Pareto local search)",
-    "reinforce": "pareto (dominance-count reward)",
+    "reinforce": "pareto (dominance-count reward, PPO-clipped epochs)",
     "bo": "pareto (ParEGO)",
     "tpe": "pareto (MOTPE: good = best Pareto ranks)",
     "thompson": "pareto (hypervolume improvement of a Thompson draw)",
@@ -837,7 +837,7 @@ def notes_lines(payload: dict) -> list[str]:
         f"Devices: {', '.join(payload['devices'])}. Budgets: {', '.join(map(str, cfg['budgets']))} distinct "
         f"architectures. Seeds: 0-{cfg['seeds'] - 1} unless limited below. Our searchers run with their "
         "defaults (evolution P=20, S=10, batch 10; nsga2 P=12; local batch 8; reinforce categorical, batch 8 "
-        "(Pareto) or 16, Adam 0.3 (Pareto) or 0.15, entropy 0.05; bo batch 4; tpe batch 1, gamma 0.15, 24 "
+        "(Pareto) or 16, Adam 0.3 (Pareto) or 0.15, 4 clipped steps per batch (Pareto) or 1, entropy 0.05; bo batch 4; tpe batch 1, gamma 0.15, 24 "
         "candidates, mixture density; thompson batch 1, 2,048 candidates (3/4 mutations of the front), pair "
         "features); none re-proposes an architecture it was told (`searchers.memory`).",
         "Hypervolume ratio: found / true in the plane (validation accuracy, log latency), reference point 85% "

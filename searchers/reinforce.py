@@ -5,14 +5,21 @@ A policy `pi_theta(a)` over architectures is trained to maximize the expected re
 
     grad J ~= 1/n sum_i (R(a_i) - b) grad log pi_theta(a_i)                    (Williams 1992)
 
-so one `tell` minimizes, with one optax step,
+so one `tell` minimizes, with `epochs` optax steps on its batch,
 
-    L(theta) = -1/n sum_i A_i log pi_theta(a_i)  -  beta * 1/n sum_i H_i
+    L(theta) = -1/n sum_i min(r_i A_i, clip(r_i, 1 - eps, 1 + eps) A_i)  -  beta * 1/n sum_i H_i
+    r_i = pi_theta(a_i) / pi_theta_old(a_i)      (theta_old: the parameters before this `tell`)
     A_i = (R_i - b) / sqrt(v)        (v: moving average of (R - b)^2; `normalize=False`: A_i = R_i - b)
 
 where `b` is an exponential moving average of the batch mean reward (decay `baseline_decay`),
 taken *before* this batch is folded in, and `H_i` is the policy entropy along sample `i`
-(the `entropy_weight` bonus beta keeps the controller exploring). Dividing by the moving RMS
+(the `entropy_weight` bonus beta keeps the controller exploring). At the first step `r = 1`
+and the gradient of `L` is exactly REINFORCE's, `-1/n sum_i A_i grad log pi(a_i)`, so with
+`epochs = 1` this is the plain estimator; further steps on the same batch are the clipped
+surrogate of PPO (Schulman et al., "Proximal Policy Optimization Algorithms", 2017; the
+controller of NASNet, Zoph et al., CVPR 2018): a sample stops pulling once the policy has moved
+its probability by more than the clip `eps` in the direction of its advantage, so one batch can
+be used several times without a runaway step. Dividing by the moving RMS
 advantage makes one learning rate work whether the objective is `-accuracy` (~1) or a latency
 in milliseconds (~10-100).
 
@@ -239,6 +246,8 @@ def make(
     max_tries: int = 20,
     memory: int = DEFAULT_CAPACITY,
     reference: int = 512,
+    epochs: int | None = None,
+    clip: float = 0.2,
 ) -> Searcher:
     """A REINFORCE searcher over `space` (jitted `ask`/`tell`; module docstring for the loss).
 
@@ -262,6 +271,17 @@ def make(
     0.942 / 0.976 (16) to 0.730 / 0.859 / 0.943 / 0.968 (8); silver_4114 at 100 moved from
     0.775 to 0.779, still below random search's 0.783 there (a lucky draw of random search:
     0.737 on seeds 20-39).
+    `epochs` (optax steps per `tell` on its batch, the clipped surrogate with `clip` = eps after
+    the first; module docstring) defaults to 1 with one objective and 4 with several. On seeds
+    20-39 of the Pareto task the median ratios at 50 / 100 / 300 / 1,000 went from 0.744 / 0.859
+    / 0.950 / 0.974 (1 epoch) to 0.782 / 0.888 / 0.956 / 0.976 (4), silver_4114 at 100 from 0.825
+    to 0.845; 2 epochs gave 0.776 / 0.873 / 0.957 up to 300, 8 gave 0.775 / 0.876 / 0.952, a clip
+    of 0.1 or 0.3 with 4 epochs 0.777 / 0.889 / 0.955 or 0.791 / 0.880 / 0.951, and 4 epochs at
+    Adam 0.15 0.738 / 0.863 / 0.951. On seeds 10-19, 4 epochs gave 0.771 / 0.877 / 0.949 / 0.974
+    against 0.746 / 0.849 / 0.935 / 0.967, and the LSTM policy (seeds 20-29, up to 300) 0.784 /
+    0.853 / 0.949 against 0.703 / 0.762 / 0.935. With one objective (the constrained task, seeds
+    20-39) 4 epochs raised the median regret at 100 / 300 evaluations from 1.09 / 0.66 to 1.18 /
+    0.78 points and 2 left it unchanged, so one step stays there.
     `baseline_decay` is the EMA decay of the baseline (TuNAS: 0.95); `entropy_weight` is beta
     (0.05 keeps the policy exploring at budgets of hundreds). `avoid_repeats`/`max_tries`/
     `memory`: redraw samples told before (module docstring); `reference`: rows of the dominance
@@ -271,8 +291,13 @@ def make(
         raise ValueError(f"num_objectives must be >= 1, got {num_objectives}")
     m = num_objectives
     batch_size = (16 if m == 1 else 8) if batch_size is None else batch_size
+    epochs = (1 if m == 1 else 4) if epochs is None else epochs
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if not clip > 0.0:
+        raise ValueError(f"clip must be > 0, got {clip}")
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; policies: {', '.join(POLICIES)}")
     if not 0.0 <= baseline_decay < 1.0:
@@ -334,13 +359,23 @@ def make(
             adv = adv / jnp.sqrt(adv_var + 1e-12)
         adv = jax.lax.stop_gradient(adv)
 
+        # The ratio pi / pi_old is 1 at the first step, where the clipped surrogate's gradient is
+        # REINFORCE's; later epochs stop pushing a sample once its ratio leaves [1 - clip, 1 + clip].
+        logp_old = jax.lax.stop_gradient(pol.log_prob(state.params, archs)[0])
+
         def loss_fn(params):
             logp, ent = pol.log_prob(params, archs)
-            return -jnp.mean(adv * logp) - entropy_weight * jnp.mean(ent)
+            ratio = jnp.exp(logp - logp_old)
+            surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - clip, 1 + clip) * adv)
+            return -jnp.mean(surrogate) - entropy_weight * jnp.mean(ent)
 
-        grads = jax.grad(loss_fn)(state.params)
-        updates, opt_state = opt.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        def step(_, carry):
+            params, opt_state = carry
+            grads = jax.grad(loss_fn)(params)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
+
+        params, opt_state = jax.lax.fori_loop(0, epochs, step, (state.params, state.opt_state))
         new_baseline = jnp.where(fresh, mean_r, baseline_decay * baseline + (1 - baseline_decay) * mean_r)
         seen = seen_add(state.seen, arch_keys(space, archs)) if avoid_repeats else state.seen
         return ReinforceState(params, opt_state, new_baseline, adv_var, lo, hi, state.step + 1, seen,

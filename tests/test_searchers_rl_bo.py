@@ -9,6 +9,7 @@ module (small capacity and pool), so their jitted functions compile once for all
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from searchers import bo, reinforce
@@ -135,7 +136,7 @@ def test_reinforce_several_objectives_rewards_dominance_and_never_repeats():
 def test_reinforce_default_step_is_larger_with_the_dominance_reward(num_objectives, step):
     # Adam's first step moves every parameter with a nonzero gradient by the learning rate, so
     # the largest logit change after one `tell` is the default rate of that mode.
-    searcher = reinforce.make(NB201, num_objectives=num_objectives, batch_size=16)
+    searcher = reinforce.make(NB201, num_objectives=num_objectives, batch_size=16, epochs=1)
     state = searcher.init(jax.random.key(0))
     archs, state = searcher.ask(state, jax.random.key(1))
     objectives = jnp.stack([archs.sum(1), -archs[:, 0]], axis=1)[:, :num_objectives].astype(jnp.float32)
@@ -154,6 +155,66 @@ def test_reinforce_default_batch_is_smaller_with_the_dominance_reward(num_object
     assert reinforce.make(NB201, num_objectives=num_objectives, batch_size=5).batch_size == 5
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         reinforce.make(NB201, num_objectives=num_objectives, batch_size=0)
+
+
+def first_tell(searcher, num_objectives=1):
+    """(state before, the batch asked, state after one `tell`) on the Hamming problem."""
+    state = searcher.init(jax.random.key(0))
+    archs, state = searcher.ask(state, jax.random.key(1))
+    objectives = jnp.concatenate([hamming(archs), -hamming(archs, TARGET[::-1])], axis=1)[:, :num_objectives]
+    return state, archs, searcher.tell(state, archs, objectives)
+
+
+def test_reinforce_one_epoch_is_the_plain_score_function_step():
+    # At the first step the ratio pi / pi_old is 1, where the clipped surrogate's gradient is
+    # REINFORCE's: -1/n sum A_i grad log pi(a_i) minus the entropy bonus's, one Adam step.
+    searcher = reinforce.make(NB201, batch_size=16, epochs=1, learning_rate=0.1, entropy_weight=0.05)
+    state, archs, told = first_tell(searcher)
+    rewards = -hamming(archs)[:, 0]
+    adv = (rewards - rewards.mean()) / jnp.sqrt(jnp.mean((rewards - rewards.mean()) ** 2))  # first batch
+
+    def loss(params):
+        logits = params["logits"]
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        picked = jnp.take_along_axis(logp[None], archs[..., None], axis=-1)[..., 0].sum(1)
+        entropy = -jnp.sum(jnp.exp(logp) * logp)
+        return -jnp.mean(adv * picked) - 0.05 * entropy
+
+    grads = jax.grad(loss)(state.params)
+    opt = optax.adam(0.1)
+    updates, _ = opt.update(grads, opt.init(state.params), state.params)
+    expected = optax.apply_updates(state.params, updates)
+    # Adam's first step is lr * g / (|g| + 1e-8): where g is rounding noise its sign is arbitrary.
+    clear = np.abs(np.asarray(grads["logits"])) > 1e-4
+    assert clear.sum() >= 20
+    np.testing.assert_allclose(told.params["logits"][clear], expected["logits"][clear], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("num_objectives, epochs", [(1, 1), (2, 4)])
+def test_reinforce_default_epochs_reuse_the_batch_with_the_dominance_reward(num_objectives, epochs):
+    told = {e: first_tell(reinforce.make(NB201, num_objectives=num_objectives, epochs=e), num_objectives)[2]
+            for e in (None, 1, 4)}
+    np.testing.assert_array_equal(told[None].params["logits"], told[epochs].params["logits"])
+    assert not np.array_equal(told[1].params["logits"], told[4].params["logits"])
+    with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
+        reinforce.make(NB201, epochs=0)
+    with pytest.raises(ValueError, match="clip must be > 0, got 0.0"):
+        reinforce.make(NB201, clip=0.0)
+
+
+def test_reinforce_clip_bounds_how_far_one_batch_moves_the_policy():
+    # Fifty Adam steps on one batch: unclipped, the score-function loss drives the best samples'
+    # probabilities up fifty-fold; clipped at 0.2, each sample stops pulling once its ratio
+    # pi / pi_old leaves [0.8, 1.2] in the direction of its advantage, so the ratios stay near it.
+    policy = reinforce.categorical_policy(NB201.cardinalities)
+    ratios = {}
+    for clip in (0.2, 1e6):
+        searcher = reinforce.make(NB201, batch_size=16, epochs=50, clip=clip, learning_rate=0.01,
+                                  entropy_weight=0.0)
+        state, archs, told = first_tell(searcher)
+        ratios[clip] = jnp.exp(policy.log_prob(told.params, archs)[0] - policy.log_prob(state.params, archs)[0])
+    assert 0.3 < float(ratios[0.2].min()) and float(ratios[0.2].max()) < 2.0
+    assert float(ratios[1e6].max()) > 10.0 and float(ratios[1e6].min()) < 0.1
 
 
 # ------------------------------------------------------------------ GP and EI
