@@ -143,7 +143,7 @@ def run(data: Path, devices: list[str], members: list[int], draws: int, seed: in
 
 def markdown(payload: dict) -> str:
     members = payload["config"]["members"]
-    head = ["device", "graphs", "|latency / class median - 1| in classes > 1: median, share > 10%",
+    head = ["device", "graphs", "abs(latency / class median - 1) in classes > 1: median, share > 10%",
             "true-front cells (in a class > 1; faster than its median)", "their latency / class median"]
     head += [f"ratio, k = {k}: median (q10-q90)" for k in members]
     lines = [
