@@ -961,7 +961,11 @@ def write_markdown(payload: dict, path: Path) -> None:
                   markdown_table(["device", "mean gap allowed at 0.97 (points)", "best constrained regret @300 "
                                   "(points)", "best ratio @300",
                                   f"test-accuracy oracle, first {' / '.join(map(str, ORACLE_CELLS))} cells"],
-                                 headroom)]
+                                 headroom),
+                  "", "On the two TFLite devices (pixel3, raspi4) part of the true front is measurement noise: "
+                  "many cells run the same graph, and the front keeps the luckiest measurement of each. "
+                  "`latency_lottery.md` (`experiments/latency_lottery.py`) scores a searcher that finds every "
+                  "graph of the front but measures only k of its cells."]
     lines += ["", "Method wall time (s, all devices, tasks and seeds): " + ", ".join(
         f"{k} {v:.0f}" for k, v in payload["method_seconds"].items())]
     for title, headers, rows in tables(payload):
