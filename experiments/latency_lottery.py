@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from searchers.evaluators import TabularEvaluator  # noqa: E402
-from searchers.reference import hypervolume_ratio, true_front  # noqa: E402
+from searchers.reference import ReferenceFront, hypervolume_ratio, true_front  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TFLITE_DEVICES = ("pixel3", "raspi4")
@@ -80,16 +80,29 @@ def same_graph_classes(archs: np.ndarray) -> np.ndarray:
     return labels.reshape(-1)
 
 
+def front_rows(evaluator) -> tuple[ReferenceFront, np.ndarray]:
+    """The true front, and the table rows of its cells above 85% accuracy (where its area is)."""
+    front = true_front(evaluator)
+    in_box = front.points[:, 0] < front.reference[0]
+    row = {tuple(a): i for i, a in enumerate(np.asarray(evaluator.archs).tolist())}
+    return front, np.array([row[tuple(a)] for a in front.archs[in_box].tolist()])
+
+
+def class_medians(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """`[classes]` median of `values` within each label (one sort, no loop over classes)."""
+    ordered = values[np.lexsort((values, labels))]
+    sizes = np.bincount(labels)
+    starts = np.cumsum(sizes) - sizes
+    return (ordered[starts + (sizes - 1) // 2] + ordered[starts + sizes // 2]) / 2
+
+
 def lottery_ratios(evaluator, members: int, draws: int, rng: np.random.Generator) -> np.ndarray:
     """`[draws]` hypervolume ratios of `members` random cells per same-graph class of the front."""
     if members < 1 or draws < 1:
         raise ValueError(f"members and draws must be >= 1, got {members} and {draws}")
-    front = true_front(evaluator)
-    archs = np.asarray(evaluator.archs)
-    row = {tuple(a): i for i, a in enumerate(archs.tolist())}
-    in_box = front.points[:, 0] < front.reference[0]  # above 85% accuracy: where the area is
-    labels = same_graph_classes(archs)
-    classes = [np.flatnonzero(labels == labels[row[tuple(a)]]) for a in front.archs[in_box].tolist()]
+    front, rows = front_rows(evaluator)
+    labels = same_graph_classes(evaluator.archs)
+    classes = [np.flatnonzero(labels == labels[r]) for r in rows]
     table = {k: np.asarray(v) for k, v in evaluator.table.items()}
     ratios = np.empty(draws)
     for t in range(draws):
@@ -100,29 +113,24 @@ def lottery_ratios(evaluator, members: int, draws: int, rng: np.random.Generator
 
 def class_spread(evaluator) -> dict:
     """Latency spread within same-graph classes, and where the true front's cells come from."""
-    archs = np.asarray(evaluator.archs)
     lat = np.asarray(evaluator.table["latency_ms"], np.float64)
-    labels = same_graph_classes(archs)
+    labels = same_graph_classes(evaluator.archs)
     sizes = np.bincount(labels)
-    medians = np.array([np.median(lat[labels == c]) for c in range(sizes.size)])
+    median_of = class_medians(lat, labels)[labels]  # each cell's class median
     shared = sizes[labels] > 1
-    deviation = np.abs(lat / medians[labels] - 1)[shared]
-    front = true_front(evaluator)
-    in_box = front.points[:, 0] < front.reference[0]
-    row = {tuple(a): i for i, a in enumerate(archs.tolist())}
-    front_rows = np.array([row[tuple(a)] for a in front.archs[in_box].tolist()])
-    from_shared = sizes[labels[front_rows]] > 1
-    below = lat[front_rows] < medians[labels[front_rows]]
+    deviation = np.abs(lat / median_of - 1)[shared]
+    _, rows = front_rows(evaluator)
+    from_shared = shared[rows]
     return {
-        "cells": int(archs.shape[0]),
+        "cells": int(lat.size),
         "classes": int(sizes.size),
         "median_abs_deviation": float(np.median(deviation)),
         "share_beyond_10pct": float(np.mean(deviation > NOISY)),
-        "front_cells": int(front_rows.size),
+        "front_cells": int(rows.size),
         "front_cells_from_shared_classes": int(from_shared.sum()),
-        "front_cells_below_class_median": int((from_shared & below).sum()),
-        "front_latency_over_class_median": float(np.median(
-            (lat[front_rows] / medians[labels[front_rows]])[from_shared])) if from_shared.any() else 1.0,
+        "front_cells_below_class_median": int((from_shared & (lat[rows] < median_of[rows])).sum()),
+        "front_latency_over_class_median": float(np.median((lat[rows] / median_of[rows])[from_shared]))
+        if from_shared.any() else 1.0,
     }
 
 
@@ -130,10 +138,9 @@ def run(data: Path, devices: list[str], members: list[int], draws: int, seed: in
     results = {}
     for device in devices:
         evaluator = TabularEvaluator.nasbench201(data, device=device)
-        rng = np.random.default_rng([seed, members[0], draws])
         ratios = {}
-        for k in members:
-            r = lottery_ratios(evaluator, k, draws, rng)
+        for k in members:  # a stream per (seed, k): a device's numbers do not depend on the other flags
+            r = lottery_ratios(evaluator, k, draws, np.random.default_rng([seed, k]))
             ratios[str(k)] = {"median": float(np.median(r)), "q10": float(np.quantile(r, 0.1)),
                               "q90": float(np.quantile(r, 0.9))}
         results[device] = {**class_spread(evaluator), "ratios": ratios}
@@ -181,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(DEFAULT_DATA), help="the shared data directory (nasbench201/, hw_nas_bench/)")
     p.add_argument("--devices", default=",".join(TFLITE_DEVICES), help="comma-separated devices of latency_ms.csv")
     p.add_argument("--members", default="1,2,4,8", help="comma-separated k: members drawn per class")
-    p.add_argument("--draws", type=int, default=200, help="random draws per k")
+    p.add_argument("--draws", type=int, default=1000, help="random draws per k")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--out", help="also write latency_lottery.md and .json here")

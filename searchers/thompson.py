@@ -67,8 +67,8 @@ is one 3x3 conv from the input run the same graph, as TFLite drops the ops that 
 output, and measure a median of 7.96 ms, but 36% of them more than 10% away from it, from 5.8
 to 16.3 ms). The true front keeps the luckiest measurement of each such graph (its cells from
 classes of more than one measure a median 0.73 times their class median): a searcher that found
-every graph of the front and measured one random cell of each would score a median of 0.959
-there, two cells of each 0.977 (`experiments/latency_lottery.py`). Hunting that luck does not
+every graph of the front and measured one random cell of each would score a median of 0.960
+there, two cells of each 0.975 (`experiments/latency_lottery.py`). Hunting that luck does not
 pay at 300 evaluations (seeds 10-19): proposing, on every 4th `ask` after 100, an unseen cell
 that runs the same TFLite graph as one of the fastest half of the told front lowered the Pixel 3
 from 0.949 to 0.941 (every 8th, with the functional form as the class: 0.946), because those
