@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from searchers.evaluators import TabularEvaluator  # noqa: E402
+from supernet.spaces.nasbench201 import edges_reaching_output  # noqa: E402
 from searchers.reference import ReferenceFront, hypervolume_ratio, true_front  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -59,19 +60,9 @@ NOISY = 0.10  # a member "more than 10% away" from its class median
 def tflite_graph(archs: np.ndarray) -> np.ndarray:
     """Each NAS-Bench-201 cell with the ops that reach no output set to `none` (0).
 
-    Edges (the order of `arch_str`): 0: 1<-0, 1: 2<-0, 2: 2<-1, 3: 3<-0, 4: 3<-1, 5: 3<-2;
-    node 3 is the output. Node 2 reaches it through edge 5, node 1 through edge 4 or through
-    edge 2 into a node 2 that does; an edge is dropped when its target node reaches nothing.
     Unlike `SearchSpace.functional_form`, ops fed only by zeros are kept: TFLite runs them.
     """
-    a = np.asarray(archs)
-    on = a != 0
-    feeds_2 = on[:, 5]
-    feeds_1 = on[:, 4] | (on[:, 2] & feeds_2)
-    keep = np.ones_like(on)
-    keep[:, 0] = feeds_1
-    keep[:, 1] = keep[:, 2] = feeds_2
-    return np.where(keep, a, 0)
+    return np.where(np.asarray(edges_reaching_output(archs)), np.asarray(archs), 0)
 
 
 def same_graph_classes(archs: np.ndarray) -> np.ndarray:

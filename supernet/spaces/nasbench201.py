@@ -64,6 +64,28 @@ _SWAP_NODES_1_2 = np.array([1, 0, 2, 3, 5, 4], np.int32)
 _WEIGHTS = np.array([len(OPS) ** (len(EDGES) - 1 - i) for i in range(len(EDGES))], np.int64)
 
 
+def edges_reaching_output(archs) -> jnp.ndarray:
+    """`[n, 6]` bool: the edge's target node sends something on to the output (node 3 always).
+
+    Edges in `EDGES` order (1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2): node 2 reaches the output through
+    edge 5, node 1 through edge 4 or through edge 2 into a node 2 that does.
+    """
+    on = jnp.asarray(archs) != 0
+    feeds_2 = on[:, 5]
+    feeds_1 = on[:, 4] | (on[:, 2] & feeds_2)
+    always = jnp.ones_like(feeds_1)
+    return jnp.stack([feeds_1, feeds_2, feeds_2, always, always, always], axis=1)
+
+
+def edges_fed_by_input(archs) -> jnp.ndarray:
+    """`[n, 6]` bool: the edge's source node receives something from the input (node 0 always)."""
+    on = jnp.asarray(archs) != 0
+    fed_1 = on[:, 0]
+    fed_2 = on[:, 1] | (on[:, 2] & fed_1)
+    always = jnp.ones_like(fed_1)
+    return jnp.stack([always, always, fed_1, always, fed_1, fed_2], axis=1)
+
+
 class NASBench201Space(SearchSpace):
     """The NAS-Bench-201 cell space (public encodings: `arch_str` and benchmark index)."""
 
@@ -89,13 +111,7 @@ class NASBench201Space(SearchSpace):
         compute different functions.
         """
         a = jnp.asarray(archs, jnp.int32)
-        on = a != 0
-        fed_1 = on[:, 0]  # node 1 receives the input
-        fed_2 = on[:, 1] | (on[:, 2] & fed_1)
-        feeds_2 = on[:, 5]  # node 2 reaches the output
-        feeds_1 = on[:, 4] | (on[:, 2] & feeds_2)
-        live = jnp.stack([feeds_1, feeds_2, fed_1 & feeds_2, jnp.ones_like(fed_1), fed_1, fed_2], axis=1)
-        a = jnp.where(live, a, 0)
+        a = jnp.where(edges_reaching_output(a) & edges_fed_by_input(a), a, 0)
         num_ops = len(OPS)
         swap = (a[:, 2] == 0) & (a[:, 0] * num_ops + a[:, 4] > a[:, 1] * num_ops + a[:, 5])
         return jnp.where(swap[:, None], a[:, _SWAP_NODES_1_2], a)
