@@ -5,8 +5,9 @@ the Pixel 3 and the Raspberry Pi 4 the network runs under TFLite, whose converte
 ops whose results reach no output (an edge into a node that sends nothing on) but keeps the
 ops fed by zeros. Cells that differ only in dropped ops therefore run the same graph: a
 *same-graph class* (`tflite_graph`: the 15,625 cells run 12,205 graphs; 12,000 cells are
-alone in theirs, the rest form 100 classes of 5, 100 of 25 and 5 of 125). Within a class every difference of latency is measurement noise, and so is every
-difference of accuracy (each cell was trained separately).
+alone in theirs, the rest form 100 classes of 5, 100 of 25 and 5 of 125). Within a class
+every difference of latency is measurement noise, and so is every difference of accuracy (each
+cell was trained separately).
 
 The true front, built from the table, keeps the *luckiest* member of each class near it, the
 fastest and most accurate draw. A searcher that knows which graphs lie on the true front still
@@ -48,7 +49,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from searchers.evaluators import TabularEvaluator  # noqa: E402
+from searchers.evaluators import RowIndex, TabularEvaluator  # noqa: E402
 from supernet.spaces.nasbench201 import edges_reaching_output  # noqa: E402
 from searchers.reference import ReferenceFront, hypervolume_ratio, true_front  # noqa: E402
 
@@ -75,8 +76,7 @@ def front_rows(evaluator) -> tuple[ReferenceFront, np.ndarray]:
     """The true front, and the table rows of its cells above 85% accuracy (where its area is)."""
     front = true_front(evaluator)
     in_box = front.points[:, 0] < front.reference[0]
-    row = {tuple(a): i for i, a in enumerate(np.asarray(evaluator.archs).tolist())}
-    return front, np.array([row[tuple(a)] for a in front.archs[in_box].tolist()])
+    return front, RowIndex(np.asarray(evaluator.archs)).find(front.archs[in_box])
 
 
 def class_medians(values: np.ndarray, labels: np.ndarray) -> np.ndarray:

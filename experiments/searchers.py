@@ -839,7 +839,8 @@ def notes_lines(payload: dict) -> list[str]:
         "defaults (evolution P=20, S=10, batch 10; nsga2 P=12; local batch 8; reinforce categorical, batch 8 "
         "(Pareto) or 16, Adam 0.3 (Pareto) or 0.15, 4 clipped steps per batch (Pareto) or 1, entropy 0.05; "
         "bo batch 4; tpe batch 1, gamma 0.15, 24 candidates, mixture density; thompson batch 1, 2,048 "
-        "candidates (3/4 mutations of the front), pair features); none re-proposes an architecture it was told (`searchers.memory`).",
+        "candidates (3/4 mutations of the front), pair features); none re-proposes an architecture it was "
+        "told (`searchers.memory`).",
         "Hypervolume ratio: found / true in the plane (validation accuracy, log latency), reference point 85% "
         "and the slowest latency on the true front (`searchers.reference`); everything a search evaluated counts.",
         "Every searcher of ours gets the `pareto` objective itself in the Pareto task, in its native "
